@@ -1,0 +1,132 @@
+"""Client settings: where Juspay is, who we are, how long to wait and how often to retry."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from airflow_provider_juspay.errors import ConfigError
+from airflow_provider_juspay.fulfilment import DEFAULT_TIMEZONE
+
+__all__ = [
+    "BASE_URLS",
+    "DEFAULT_ENVIRONMENT",
+    "ClientConfig",
+    "RetryPolicy",
+    "Timeouts",
+    "base_url_for",
+]
+
+#: Juspay's global hosts by environment; other regions (EU, Brazil) are set through the host field.
+BASE_URLS: dict[str, str] = {
+    "sandbox": "https://sandbox.juspay.in",
+    "production": "https://api.juspay.in",
+}
+DEFAULT_ENVIRONMENT = "sandbox"
+
+#: Near Juspay's own SDKs (15 s / 30 s); a timeout is always set.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_INITIAL_WAIT = 0.5
+DEFAULT_MAX_WAIT = 30.0
+DEFAULT_POOL_SIZE = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """Seconds to wait for a connection and for each read of the answer."""
+
+    connect: float = DEFAULT_CONNECT_TIMEOUT
+    read: float = DEFAULT_READ_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"timeout {name} must be a positive number of seconds, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How transient errors (429, 5xx, timeouts, dropped connections) are retried; never other 4xx.
+
+    Waits grow exponentially from ``initial_wait`` up to ``max_wait``, with jitter; a 429's
+    Retry-After is honoured up to ``max_wait``.
+    """
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    initial_wait: float = DEFAULT_INITIAL_WAIT
+    max_wait: float = DEFAULT_MAX_WAIT
+    jitter: float = 0.5
+    #: How to wait; tests pass a recorder so retries run instantly.
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
+        if self.initial_wait < 0 or self.max_wait < 0 or self.jitter < 0:
+            raise ConfigError("retry waits must not be negative")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig:
+    """Everything a :class:`~airflow_provider_juspay.client.JuspayClient` needs; ``repr`` hides the key."""
+
+    base_url: str
+    merchant_id: str
+    api_key: str = field(repr=False)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Connections kept open to Juspay; the bulk engine keeps this many requests in flight at most.
+    pool_size: int = DEFAULT_POOL_SIZE
+    #: Zone that aware fulfilment times are converted to.
+    timezone: str = DEFAULT_TIMEZONE
+    #: Commands enabled for this merchant beyond the documented ones.
+    extra_commands: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.merchant_id or not str(self.merchant_id).strip():
+            raise ConfigError("merchant id is missing (the connection's login field)")
+        if not self.api_key:
+            raise ConfigError("API key is missing (the connection's password field)")
+        if self.pool_size < 1:
+            raise ConfigError(f"pool_size must be >= 1, got {self.pool_size!r}")
+        object.__setattr__(self, "base_url", check_base_url(self.base_url))
+
+
+def base_url_for(host: str | None, environment: str | None) -> str:
+    """The base URL from an explicit host, else from the environment name."""
+    if host and host.strip():
+        host = host.strip()
+        return host if "://" in host else f"https://{host}"
+    env = (environment or DEFAULT_ENVIRONMENT).strip().lower()
+    if env not in BASE_URLS:
+        raise ConfigError(f"environment must be one of {', '.join(BASE_URLS)}, got {environment!r}")
+    return BASE_URLS[env]
+
+
+def check_base_url(url: str) -> str:
+    """Refuse anything but https, or plain http to a loopback host (the sandbox)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"base URL must be http(s)://host[:port], got {url!r}")
+    if parts.username or parts.password:
+        raise ConfigError("base URL must not carry credentials; use the connection's login and password")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"plain http is only allowed to a loopback host (the sandbox); use https for {parts.hostname}"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False

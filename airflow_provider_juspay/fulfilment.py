@@ -1,0 +1,319 @@
+"""Fulfilment records, their validation and wire form, and the outcome of sending one."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time
+from enum import Enum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from airflow_provider_juspay.errors import RecordError
+
+__all__ = [
+    "DEFAULT_TIMEZONE",
+    "KNOWN_COMMANDS",
+    "MAX_DATA_CHARS",
+    "PASS_THROUGH_FIELDS",
+    "RECORD_FIELDS",
+    "FulfilmentCommand",
+    "FulfilmentRecord",
+    "FulfilmentResult",
+    "FulfilmentStatus",
+    "Outcome",
+]
+
+#: Zone that aware fulfilment times are converted to before they are sent without a zone.
+#: Juspay's only example is a naive time; UTC is the one zone that needs no agreement.
+DEFAULT_TIMEZONE = "UTC"
+
+#: Longest ``fulfillment_data`` sent; Juspay publishes no limit, this guards against runaway columns.
+MAX_DATA_CHARS = 10_000
+
+#: Wire format of ``fulfillment_time``: ISO-8601, seconds, no zone, as in Juspay's example.
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
+class FulfilmentStatus(str, Enum):
+    """What happened to the order."""
+
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+
+class FulfilmentCommand(str, Enum):
+    """The commands Juspay documents; the list is open-ended, see ``extra_commands``."""
+
+    PROTEST = "PROTEST"
+    INITIATE_CREDIT = "INITIATE_CREDIT"
+    INITIATE_REFUND = "INITIATE_REFUND"
+    BLOCK_IMEI = "BLOCK_IMEI"
+    UNBLOCK_IMEI = "UNBLOCK_IMEI"
+    POST_TXN_SPLIT_SETTLEMENT = "POST_TXN_SPLIT_SETTLEMENT"
+    NO_ACTION = "NO_ACTION"
+    INVOICE = "INVOICE"
+
+
+KNOWN_COMMANDS: frozenset[str] = frozenset(c.value for c in FulfilmentCommand)
+
+#: Command-specific fields sent as they are (JSON text when given a mapping or list).
+PASS_THROUGH_FIELDS: tuple[str, ...] = ("split_settlement_details", "product_details")
+
+#: Every field a source row may carry (input keys and warehouse column names).
+RECORD_FIELDS: tuple[str, ...] = (
+    "order_id",
+    "fulfillment_status",
+    "fulfillment_command",
+    "fulfillment_time",
+    "fulfillment_id",
+    "fulfillment_data",
+    "routing_id",
+    *PASS_THROUGH_FIELDS,
+)
+
+
+class Outcome(str, Enum):
+    """The one outcome every input record ends in."""
+
+    SENT = "sent"
+    ALREADY_FULFILLED = "already_fulfilled"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    INVALID = "invalid"
+    SKIPPED = "skipped"
+    NOT_ATTEMPTED = "not_attempted"
+
+    @property
+    def is_failure(self) -> bool:
+        """True for the outcomes that mean Juspay did not get the fulfilment."""
+        return self in _FAILURES
+
+    @property
+    def is_delivered(self) -> bool:
+        """True when Juspay holds the fulfilment (now or from before)."""
+        return self in (Outcome.SENT, Outcome.ALREADY_FULFILLED)
+
+
+_FAILURES = frozenset({Outcome.REJECTED, Outcome.FAILED, Outcome.INVALID})
+
+
+@dataclass(frozen=True)
+class FulfilmentResult:
+    """What became of one record: its outcome and, where Juspay answered, its status and code."""
+
+    order_id: str | None
+    outcome: Outcome
+    http_status: int | None = None
+    error_code: str | None = None
+    message: str | None = None
+    attempts: int = 0
+    command: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form, for XCom and reports."""
+        data = asdict(self)
+        data["outcome"] = self.outcome.value
+        return data
+
+
+@dataclass(frozen=True)
+class FulfilmentRecord:
+    """One validated fulfilment, ready to send; build it with :meth:`from_mapping`."""
+
+    order_id: str
+    fulfillment_status: FulfilmentStatus
+    fulfillment_command: str
+    fulfillment_time: str | None = None
+    fulfillment_id: str | None = None
+    fulfillment_data: str | None = None
+    routing_id: str | None = None
+    #: Pass-through fields as ``(name, text)`` pairs, in :data:`PASS_THROUGH_FIELDS` order.
+    extras: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def from_mapping(
+        cls,
+        mapping: Mapping[str, Any],
+        column_map: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        *,
+        extra_commands: Iterable[str] = (),
+        timezone: str = DEFAULT_TIMEZONE,
+    ) -> FulfilmentRecord:
+        """Validate and normalise one source row.
+
+        :param mapping: the row; keys are record fields, or source names mapped by ``column_map``.
+            Keys that name no field are ignored (the bulk operator logs them once).
+        :param column_map: ``{"source_column": "field"}`` renames.
+        :param defaults: values for fields the row lacks or holds as null.
+        :param extra_commands: commands enabled for this merchant beyond :data:`KNOWN_COMMANDS`.
+        :param timezone: IANA zone that aware ``fulfillment_time`` values are converted to.
+        :raises RecordError: naming the order id, field, value and rule broken.
+        """
+        values = _gather(mapping, column_map or {}, defaults or {})
+        order_id = _order_id(values.get("order_id"))
+
+        def check(name: str, value: object, rule: str) -> RecordError:
+            return RecordError(order_id, name, value, rule)
+
+        status_raw = values.get("fulfillment_status")
+        status_text = _enum_text(status_raw)
+        if status_text is None:
+            raise check("fulfillment_status", status_raw, "is required (SUCCESS or FAILURE)")
+        try:
+            status = FulfilmentStatus(status_text)
+        except ValueError:
+            raise check("fulfillment_status", status_raw, "must be SUCCESS or FAILURE") from None
+
+        command_raw = values.get("fulfillment_command")
+        command = _enum_text(command_raw)
+        if command is None:
+            raise check("fulfillment_command", command_raw, "is required")
+        allowed = KNOWN_COMMANDS | {c.strip().upper() for c in extra_commands}
+        if command not in allowed:
+            raise check(
+                "fulfillment_command",
+                command_raw,
+                f"must be one of {', '.join(sorted(allowed))} (enable others with extra_commands)",
+            )
+        if command == FulfilmentCommand.PROTEST and status is not FulfilmentStatus.FAILURE:
+            raise check("fulfillment_status", status_raw, "must be FAILURE for a PROTEST command")
+
+        when = values.get("fulfillment_time")
+        try:
+            fulfillment_time = _format_time(when, timezone)
+        except (TypeError, ValueError) as exc:
+            raise check("fulfillment_time", when, str(exc)) from None
+
+        data = values.get("fulfillment_data")
+        fulfillment_data = _text_or_json(data)
+        if fulfillment_data is not None and len(fulfillment_data) > MAX_DATA_CHARS:
+            raise check(
+                "fulfillment_data", data, f"is {len(fulfillment_data)} characters, over {MAX_DATA_CHARS}"
+            )
+
+        extras = tuple(
+            (name, text)
+            for name in PASS_THROUGH_FIELDS
+            if (text := _text_or_json(values.get(name))) is not None
+        )
+        return cls(
+            order_id=order_id,
+            fulfillment_status=status,
+            fulfillment_command=command,
+            fulfillment_time=fulfillment_time,
+            fulfillment_id=_optional_text(values.get("fulfillment_id")),
+            fulfillment_data=fulfillment_data,
+            routing_id=_optional_text(values.get("routing_id")),
+            extras=extras,
+        )
+
+    def to_form(self) -> dict[str, str]:
+        """The form fields Juspay's Fulfillment Sync API takes (routing id travels as a header)."""
+        form = {
+            "fulfillment_status": self.fulfillment_status.value,
+            "fulfillment_command": self.fulfillment_command,
+        }
+        if self.fulfillment_time is not None:
+            form["fulfillment_time"] = self.fulfillment_time
+        if self.fulfillment_id is not None:
+            form["fulfillment_id"] = self.fulfillment_id
+        if self.fulfillment_data is not None:
+            form["fulfillment_data"] = self.fulfillment_data
+        form.update(self.extras)
+        return form
+
+
+def _gather(
+    mapping: Mapping[str, Any], column_map: Mapping[str, str], defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Rename columns, drop unknown ones, and fill missing or null fields from defaults."""
+    values: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = column_map.get(key, key)
+        if name in RECORD_FIELDS and not _is_null(value):
+            values[name] = value
+    for name, value in defaults.items():
+        if name not in RECORD_FIELDS:
+            raise RecordError(values.get("order_id"), name, value, "is not a record field (defaults)")
+        values.setdefault(name, value)
+    return values
+
+
+def _is_null(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _order_id(value: object) -> str:
+    if value is None:
+        raise RecordError(None, "order_id", value, "is required")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RecordError(None, "order_id", value, "must be text or an integer")
+    text = str(value).strip()
+    if not text:
+        raise RecordError(None, "order_id", value, "must not be empty")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise RecordError(None, "order_id", value, "must not contain control characters")
+    return text
+
+
+def _enum_text(value: object) -> str | None:
+    """Case and surrounding spaces of enum values are normalised, not rejected."""
+    if value is None:
+        return None
+    if isinstance(value, Enum):
+        value = value.value
+    return str(value).strip().upper() or None
+
+
+def _optional_text(value: object) -> str | None:
+    if value is None:
+        return None
+    return str(value).strip() or None
+
+
+def _text_or_json(value: object) -> str | None:
+    """Free text as it is; a mapping or list as compact JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _format_time(value: object, timezone: str) -> str | None:
+    """Render a time as ``YYYY-MM-DDTHH:MM:SS``; aware times are first converted to ``timezone``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = _parse_iso(value.strip())
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    if not isinstance(value, datetime):
+        raise TypeError("must be a datetime, a date or an ISO-8601 string")
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        value = value.astimezone(_zone(timezone))
+    return value.strftime(TIME_FORMAT)
+
+
+def _parse_iso(text: str) -> datetime:
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("is not an ISO-8601 date or date-time (e.g. 2024-07-08T16:30:33)") from None
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone {name!r} is not a known IANA zone") from None

@@ -1,0 +1,473 @@
+"""A local Juspay-compatible server for tests, demos and benchmarks, with faults on demand.
+
+In-process::
+
+    with Sandbox(api_key="k", merchant_id="m1", default_order_status="CHARGED") as sandbox:
+        ...  # point a connection at sandbox.base_url; inspect sandbox.requests, sandbox.accepted
+
+From a shell::
+
+    python -m airflow_provider_juspay.testing.sandbox --port 8765 --latency-ms 20 --error-rate 0.02
+
+It answers like Juspay's public docs: Basic auth with the API key as username, ``x-merchantid``,
+form-encoded ``POST /orders/{id}/fulfillment`` (200 body, 400 "No txn Found" for unknown or unpaid
+orders, ALREADY_EXISTS for a repeated command of an order), and ``GET /orders/{id}``. A repeat is keyed
+on (order id, command), whatever the status (open point 4 of juspay-api.md). ``/__sandbox/*`` endpoints
+let another process configure faults and read what was received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import json
+import random
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import web
+
+__all__ = ["Faults", "ReceivedRequest", "Sandbox", "main"]
+
+STATUS_IDS = {
+    "NEW": 10, "STARTED": 20, "CHARGED": 21, "JUSPAY_DECLINED": 22, "PENDING_VBV": 23,
+    "AUTHENTICATION_FAILED": 26, "AUTHORIZATION_FAILED": 27, "AUTHORIZING": 28, "AUTO_REFUNDED": 36,
+}  # fmt: skip
+FAULT_KINDS = ("error", "throttle", "hang", "drop", "drop_after_accept")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Random faults, each a share of requests (0..1), plus latency and an optional rate limit."""
+
+    latency: float = 0.0  #: seconds before each answer
+    error_rate: float = 0.0  #: answered 503
+    hang_rate: float = 0.0  #: answered only after ``hang_seconds`` (past the client's timeout)
+    drop_rate: float = 0.0  #: connection closed without an answer, before processing
+    drop_after_accept_rate: float = 0.0  #: command accepted, then the connection closed (lost reply)
+    rate_limit: float | None = None  #: requests per second; above it, 429 with Retry-After
+    retry_after: float = 1.0  #: seconds, sent in Retry-After
+    hang_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One request as the sandbox saw it."""
+
+    method: str
+    raw_path: str
+    order_id: str | None
+    headers: dict[str, str]
+    form: dict[str, str]
+    status: int | None
+    fault: str | None = None
+
+
+def _error(
+    status: int, code: str, message: str, *, error_code: str | None = None, **info: str
+) -> web.Response:
+    body = {
+        "status": "ERROR",
+        "error_code": error_code or code,
+        "error_message": message,
+        "error_info": {"code": code, "user_message": message, "developer_message": message, **info},
+    }
+    return web.json_response(body, status=status)
+
+
+class Sandbox:
+    """A Juspay-compatible HTTP server on loopback, run in a background thread or from the CLI.
+
+    :param orders: order id -> status (``CHARGED`` can be fulfilled); ids not listed take
+        ``default_order_status`` (None: unknown to Juspay).
+    :param record: keep every request in :attr:`requests` (turn off for very long benchmarks).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "sandbox_api_key",
+        merchant_id: str = "sandbox_merchant",
+        orders: Mapping[str, str] | None = None,
+        default_order_status: str | None = "CHARGED",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | None = None,
+        record: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.merchant_id = merchant_id
+        self.orders: dict[str, str] = dict(orders or {})
+        self.default_order_status = default_order_status
+        self.host = host
+        self.port = port
+        self.faults = faults or Faults()
+        self.record = record
+        self.requests: list[ReceivedRequest] = []
+        #: (order id, command) -> number of times the command was accepted (more than 1 is a double).
+        self.accepted: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.status_counts: collections.Counter[int] = collections.Counter()
+        self._script: collections.deque[tuple[str, int | None]] = collections.deque()
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._tokens = 0.0
+        self._token_time = time.monotonic()
+        self._expected_auth = "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- control ----------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def configure(self, **changes: Any) -> None:
+        """Change the random faults (see :class:`Faults`) while running."""
+        self.faults = replace(self.faults, **changes)
+
+    def script(self, kind: str, count: int = 1, status: int | None = None) -> None:
+        """Inject ``count`` faults of ``kind`` into the next requests, before any random fault."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS}, got {kind!r}")
+        with self._lock:
+            self._script.extend([(kind, status)] * count)
+
+    def reset(self) -> None:
+        """Forget received requests, accepted commands and scripted faults."""
+        with self._lock:
+            self.requests.clear()
+            self.accepted.clear()
+            self.status_counts.clear()
+            self._script.clear()
+
+    def doubles(self) -> dict[tuple[str, str], int]:
+        """Commands accepted more than once: must always be empty."""
+        return {key: n for key, n in self.accepted.items() if n > 1}
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-friendly summary, also served at ``GET /__sandbox/state``."""
+        return {
+            "requests": len(self.requests),
+            "statuses": {str(k): v for k, v in sorted(self.status_counts.items())},
+            "accepted": sum(self.accepted.values()),
+            "doubles": len(self.doubles()),
+            "faults": asdict(self.faults),
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        """Serve from a background thread; returns once the port is bound."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="juspay-sandbox", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every connection."""
+        if self._loop is None:
+            return
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(_cancel_pending(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._loop.close()
+        self._loop = self._thread = self._runner = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=2048)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    # -- handling ---------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        segments = request.raw_path.split("?", 1)[0].split("/")[1:]
+        if segments and segments[0] == "__sandbox":
+            return await self._admin(request, segments[1:])
+        order_id = unquote(segments[1], errors="strict") if len(segments) >= 2 else None
+        form = dict(parse_qsl(await request.text(), keep_blank_values=True)) if request.can_read_body else {}
+        fault = self._next_fault()
+        response: web.StreamResponse | None = None
+        if self.faults.latency:
+            await asyncio.sleep(self.faults.latency)
+        if fault in ("drop", "hang", "error", "throttle"):
+            response = await self._fault_response(request, fault)
+        elif segments[:1] == ["orders"] and len(segments) == 2 and request.method == "GET":
+            response = self._auth_error(request) or self._order_status(order_id or "")
+        elif segments[:1] == ["orders"] and len(segments) == 3 and segments[2] == "fulfillment":
+            if request.method != "POST":
+                response = _error(405, "INVALID_ACTION", "Use POST for fulfillment")
+            else:
+                response = self._auth_error(request) or self._fulfil(request, order_id or "", form)
+        else:
+            response = web.json_response({"status": "ERROR", "error_message": "Not found"}, status=404)
+        if fault == "drop_after_accept" and response is not None and response.status == 200:
+            response = await self._fault_response(request, "drop")
+        self._remember(request, order_id, form, response, fault)
+        # A dropped connection has no one to answer; aiohttp discards this reply.
+        return response if response is not None else web.Response(status=499)
+
+    def _next_fault(self) -> str | None:
+        with self._lock:
+            if self._script:
+                return self._script.popleft()[0]
+        f = self.faults
+        roll = self._random.random()
+        for kind, rate in (
+            ("drop", f.drop_rate),
+            ("hang", f.hang_rate),
+            ("error", f.error_rate),
+            ("drop_after_accept", f.drop_after_accept_rate),
+        ):
+            if roll < rate:
+                return kind
+            roll -= rate
+        if f.rate_limit and not self._take_token(f.rate_limit):
+            return "throttle"
+        return None
+
+    def _take_token(self, rate: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(rate, self._tokens + (now - self._token_time) * rate)
+            self._token_time = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+    async def _fault_response(self, request: web.Request, fault: str) -> web.StreamResponse | None:
+        if fault == "drop":
+            if request.transport is not None:
+                request.transport.abort()
+            return None
+        if fault == "hang":
+            await asyncio.sleep(self.faults.hang_seconds)
+            return _error(504, "GATEWAY_TIMEOUT", "Sandbox hung on purpose")
+        if fault == "throttle":
+            response = _error(429, "TOO_MANY_REQUESTS", "Rate limit exceeded")
+            response.headers["Retry-After"] = f"{self.faults.retry_after:g}"
+            return response
+        return _error(503, "SERVICE_UNAVAILABLE", "Sandbox injected a server error")
+
+    def _auth_error(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("Authorization") != self._expected_auth:
+            return _error(401, "UNAUTHORIZED", "Invalid API key", error_code="access_denied")
+        merchant = request.headers.get("x-merchantid")
+        if not merchant:
+            return _error(400, "MISSING_MANDATORY_PARAMETER", "x-merchantid header is required")
+        if merchant != self.merchant_id:
+            return _error(
+                401, "UNAUTHORIZED", "API key does not belong to this merchant", error_code="access_denied"
+            )
+        return None
+
+    def _order_status(self, order_id: str) -> web.Response:
+        status = self.orders.get(order_id, self.default_order_status)
+        if status is None or status == "NOT_FOUND":
+            body = {
+                "status": "NOT_FOUND",
+                "error_code": "object_not_found",
+                "error_message": "Order not found",
+                "error_info": {"code": "RESOURCE_NOT_FOUND", "category": "USER_ERROR"},
+            }
+            return web.json_response(body, status=400)
+        return web.json_response(
+            {
+                "order_id": order_id,
+                "merchant_id": self.merchant_id,
+                "status": status,
+                "status_id": STATUS_IDS.get(status, 0),
+            }
+        )
+
+    def _fulfil(self, request: web.Request, order_id: str, form: dict[str, str]) -> web.Response:
+        if not request.content_type.startswith("application/x-www-form-urlencoded"):
+            return _error(400, "INVALID_INPUT", "Body must be application/x-www-form-urlencoded")
+        missing = [name for name in ("fulfillment_status", "fulfillment_command") if not form.get(name)]
+        if missing:
+            return _error(400, "MISSING_MANDATORY_PARAMETER", f"Missing {', '.join(missing)}")
+        if form["fulfillment_status"] not in ("SUCCESS", "FAILURE"):
+            return _error(400, "INVALID_INPUT", "fulfillment_status must be SUCCESS or FAILURE")
+        if self.orders.get(order_id, self.default_order_status) != "CHARGED":
+            return _error(
+                400,
+                "RESOURCE_NOT_FOUND",
+                "No successfull txn found for given order_id ",
+                error_code="No txn Found",
+            )
+        command = form["fulfillment_command"]
+        with self._lock:
+            if self.accepted[(order_id, command)]:
+                duplicate = True
+            else:
+                duplicate = False
+                self.accepted[(order_id, command)] += 1
+        if duplicate:
+            return _error(
+                400,
+                "ALREADY_EXISTS",
+                "Fulfillment already exists",
+                error_code="invalid_request",
+                category="USER_ERROR",
+            )
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return web.json_response(
+            {
+                "status": "SUCCESS",
+                "merchant_id": self.merchant_id,
+                "order_id": order_id,
+                "commands": [
+                    {
+                        "status": "SUCCESS",
+                        "metadata": form.get("fulfillment_data", ""),
+                        "date_created": now,
+                        "command": command,
+                    }
+                ],
+            }
+        )
+
+    def _remember(
+        self,
+        request: web.Request,
+        order_id: str | None,
+        form: dict[str, str],
+        response: web.StreamResponse | None,
+        fault: str | None,
+    ) -> None:
+        status = response.status if response is not None else None
+        with self._lock:
+            self.status_counts[status or 0] += 1
+            if self.record:
+                self.requests.append(
+                    ReceivedRequest(
+                        request.method, request.raw_path, order_id, dict(request.headers), form, status, fault
+                    )
+                )
+
+    async def _admin(self, request: web.Request, segments: list[str]) -> web.Response:
+        """Control endpoints for a sandbox run as its own process."""
+        action = segments[0] if segments else ""
+        payload = await request.json() if request.can_read_body else {}
+        if action == "state":
+            return web.json_response(self.state())
+        if action == "requests":
+            return web.json_response(
+                [asdict(r) for r in self.requests[-int(request.query.get("last", 100)) :]]
+            )
+        if action == "configure" and request.method == "POST":
+            known = {f.name for f in fields(Faults)}
+            self.configure(**{k: v for k, v in payload.items() if k in known})
+            return web.json_response(self.state())
+        if action == "orders" and request.method == "POST":
+            self.orders.update(payload)
+            return web.json_response({"orders": len(self.orders)})
+        if action == "reset" and request.method == "POST":
+            self.reset()
+            return web.json_response(self.state())
+        return web.json_response({"error": f"unknown sandbox action {action!r}"}, status=404)
+
+
+async def _cancel_pending() -> None:
+    """Cancel handlers still sleeping (hung on purpose) so the loop closes cleanly."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the sandbox until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_juspay.testing.sandbox", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--api-key", default="sandbox_api_key")
+    parser.add_argument("--merchant-id", default="sandbox_merchant")
+    parser.add_argument(
+        "--default-order-status", default="CHARGED", help="status of unlisted orders; NOT_FOUND: unknown"
+    )
+    parser.add_argument("--orders-file", help="JSON object: order id -> status")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--hang-rate", type=float, default=0.0)
+    parser.add_argument("--drop-rate", type=float, default=0.0)
+    parser.add_argument("--drop-after-accept-rate", type=float, default=0.0)
+    parser.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429")
+    parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument("--hang-seconds", type=float, default=30.0)
+    parser.add_argument("--no-record", action="store_true", help="do not keep every request in memory")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    orders = {}
+    if args.orders_file:
+        with open(args.orders_file, encoding="utf-8") as fh:
+            orders = json.load(fh)
+    faults = Faults(
+        latency=args.latency_ms / 1000,
+        error_rate=args.error_rate,
+        hang_rate=args.hang_rate,
+        drop_rate=args.drop_rate,
+        drop_after_accept_rate=args.drop_after_accept_rate,
+        rate_limit=args.rate_limit,
+        retry_after=args.retry_after,
+        hang_seconds=args.hang_seconds,
+    )
+    default_status = (
+        None if args.default_order_status.upper() == "NOT_FOUND" else args.default_order_status.upper()
+    )
+    sandbox = Sandbox(
+        api_key=args.api_key,
+        merchant_id=args.merchant_id,
+        orders=orders,
+        default_order_status=default_status,
+        host=args.host,
+        port=args.port,
+        faults=faults,
+        record=not args.no_record,
+        seed=args.seed,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await sandbox._serve()
+        print(f"Juspay sandbox listening on {sandbox.base_url} (merchant {sandbox.merchant_id})", flush=True)
+        await stop.wait()
+        assert sandbox._runner is not None
+        await sandbox._runner.cleanup()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
