@@ -25,7 +25,8 @@ from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import SSLError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import SSLError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from airflow_provider_juspay import __version__
 from airflow_provider_juspay.config import ClientConfig, RetryPolicy
@@ -161,9 +162,8 @@ class JuspayClient:
     def _prefix(self) -> str:
         """What goes before the path: the base path, or the whole URL when a plain-http proxy relays it."""
         parts = urlsplit(self.config.base_url)
-        if isinstance(self._pool, urllib3.HTTPConnectionPool) and getattr(self._pool, "proxy", None):
-            if parts.scheme == "http":
-                return self.config.base_url
+        if parts.scheme == "http" and getattr(self._pool, "proxy", None):
+            return self.config.base_url
         return parts.path
 
     def _call(

@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, unquote
