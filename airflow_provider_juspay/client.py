@@ -23,7 +23,14 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
@@ -249,8 +256,9 @@ class _wait_retry_after_or_backoff:
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.max_wait = policy.max_wait
-        self.backoff = wait_exponential_jitter(
-            initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+        # initial * 2**n, capped, plus up to ``jitter`` seconds so workers do not retry in step.
+        self.backoff = wait_exponential(multiplier=policy.initial_wait, max=policy.max_wait) + wait_random(
+            0, policy.jitter
         )
 
     def __call__(self, state: RetryCallState) -> float:

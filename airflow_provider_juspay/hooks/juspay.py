@@ -1,0 +1,173 @@
+"""JuspayHook: turns an Airflow connection of type ``juspay`` into a :class:`JuspayClient`.
+
+The hook is the only place that reads a Connection. Fields: login = merchant id, password = API key
+(Airflow masks it), host = optional base URL, extra ``environment`` = ``sandbox`` | ``production``.
+Optional extras and their defaults: ``connect_timeout`` 10 s, ``read_timeout`` 30 s, ``max_attempts`` 5,
+``initial_wait`` 0.5 s, ``max_wait`` 30 s, ``pool_size`` 32, ``timezone`` "UTC", ``extra_commands`` [].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_juspay import UI_FIELD_BEHAVIOUR
+from airflow_provider_juspay.client import JuspayClient
+from airflow_provider_juspay.config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_INITIAL_WAIT,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_WAIT,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_READ_TIMEOUT,
+    ClientConfig,
+    RetryPolicy,
+    Timeouts,
+    base_url_for,
+)
+from airflow_provider_juspay.errors import ConfigError, JuspayError
+from airflow_provider_juspay.fulfilment import DEFAULT_TIMEZONE, FulfilmentRecord, FulfilmentResult
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+__all__ = ["JuspayHook", "client_config_from_connection"]
+
+
+class JuspayHook(BaseHook):
+    """Speaks Juspay's Fulfillment Sync and Order Status APIs with the credentials of one connection.
+
+    :param juspay_conn_id: the Airflow connection (type ``juspay``), default ``juspay_default``.
+    :param retry_policy: replaces the retry settings drawn from the connection's extras.
+    :param pool_size: connections kept open; at least the bulk engine's concurrency.
+    """
+
+    conn_name_attr = "juspay_conn_id"
+    default_conn_name = "juspay_default"
+    conn_type = "juspay"
+    hook_name = "Juspay"
+
+    def __init__(
+        self,
+        juspay_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        pool_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.juspay_conn_id = juspay_conn_id
+        self._retry_policy = retry_policy
+        self._pool_size = pool_size
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hide schema/port and relabel login, password and host (Airflow 3.1 reads this)."""
+        return UI_FIELD_BEHAVIOUR
+
+    @cached_property
+    def connection(self) -> Connection:
+        """The Airflow connection, fetched once."""
+        return self.get_connection(self.juspay_conn_id)
+
+    @cached_property
+    def config(self) -> ClientConfig:
+        """The client settings, checked once: a missing key or merchant id fails here, plainly."""
+        config = client_config_from_connection(self.connection)
+        changes: dict[str, Any] = {}
+        if self._retry_policy is not None:
+            changes["retry"] = self._retry_policy
+        if self._pool_size is not None:
+            changes["pool_size"] = max(self._pool_size, config.pool_size)
+        return replace(config, **changes) if changes else config
+
+    @cached_property
+    def client(self) -> JuspayClient:
+        """One client (one connection pool) per hook, shared by all threads of a task."""
+        return JuspayClient(self.config)
+
+    def get_conn(self) -> JuspayClient:
+        """The pooled client (Airflow's hook convention)."""
+        return self.client
+
+    def make_record(
+        self,
+        mapping: Mapping[str, Any],
+        column_map: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> FulfilmentRecord:
+        """Validate a row with this connection's time zone and extra commands."""
+        return FulfilmentRecord.from_mapping(
+            mapping,
+            column_map,
+            defaults,
+            extra_commands=self.config.extra_commands,
+            timezone=self.config.timezone,
+        )
+
+    def fulfil(self, record: FulfilmentRecord | Mapping[str, Any]) -> FulfilmentResult:
+        """Send one fulfilment (a record, or a mapping validated first) and return its outcome.
+
+        :raises RecordError: the mapping broke a record rule.
+        :raises AuthError: Juspay refused the credentials.
+        """
+        if not isinstance(record, FulfilmentRecord):
+            record = self.make_record(record)
+        return self.client.fulfil(record)
+
+    def get_order_status(self, order_id: str) -> dict[str, Any]:
+        """Juspay's view of one order (``GET /orders/{id}``)."""
+        return self.client.get_order_status(order_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the credentials with a read that cannot change anything; never raises."""
+        try:
+            return self.client.test_connection()
+        except JuspayError as exc:
+            return False, str(exc)
+
+    def close(self) -> None:
+        """Close the client's connections, if it was ever built."""
+        if "client" in self.__dict__:
+            self.client.close()
+
+
+def client_config_from_connection(conn: Connection) -> ClientConfig:
+    """Build the client settings from a ``juspay`` connection and its documented extras."""
+    extra = conn.extra_dejson or {}
+    host = conn.host
+    if host and conn.port and "://" in host and host.count(":") == 1:
+        host = f"{host}:{conn.port}"
+    extra_commands = extra.get("extra_commands") or ()
+    if isinstance(extra_commands, str):
+        extra_commands = [c for c in extra_commands.split(",") if c.strip()]
+    return ClientConfig(
+        base_url=base_url_for(host, extra.get("environment")),
+        merchant_id=(conn.login or "").strip(),
+        api_key=conn.password or "",
+        timeouts=Timeouts(
+            connect=_number(extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            read=_number(extra, "read_timeout", DEFAULT_READ_TIMEOUT),
+        ),
+        retry=RetryPolicy(
+            max_attempts=int(_number(extra, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            initial_wait=_number(extra, "initial_wait", DEFAULT_INITIAL_WAIT),
+            max_wait=_number(extra, "max_wait", DEFAULT_MAX_WAIT),
+        ),
+        pool_size=int(_number(extra, "pool_size", DEFAULT_POOL_SIZE)),
+        timezone=str(extra.get("timezone") or DEFAULT_TIMEZONE),
+        extra_commands=tuple(str(c).strip().upper() for c in extra_commands),
+    )
+
+
+def _number(extra: Mapping[str, Any], name: str, default: float) -> float:
+    value = extra.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"connection extra {name!r} must be a number, got {value!r}") from None

@@ -1,0 +1,1 @@
+"""The bulk engine, free of Airflow: sources -> records -> dispatcher -> results -> report."""

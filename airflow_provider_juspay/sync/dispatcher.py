@@ -1,0 +1,116 @@
+"""The dispatcher: sends records concurrently, a bounded window at a time, and yields their results.
+
+Memory stays flat: the source is read only as fast as results come back (at most ``max_concurrency``
+records in flight plus as many queued), and results are yielded, not kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from airflow_provider_juspay.errors import AuthError
+from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
+
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "Dispatcher", "Item"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENCY = 16
+
+#: What flows into the dispatcher: a record to send, or a result already final (invalid, skipped).
+Item = FulfilmentRecord | FulfilmentResult
+
+
+class Dispatcher:
+    """Runs ``send`` over records with at most ``max_concurrency`` in flight.
+
+    A 401/403 (:class:`AuthError`) stops the run: the record that met it is ``failed``, every later
+    record ``not_attempted``, and :attr:`stopped_by` holds the error for the caller to raise.
+
+    :param send: sends one record and returns its result (``JuspayClient.fulfil``).
+    :param max_concurrency: requests in flight at once, default 16.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[FulfilmentRecord], FulfilmentResult],
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.send = send
+        self.max_concurrency = max_concurrency
+        self.stopped_by: AuthError | None = None
+        self._stop = threading.Event()
+
+    def run(self, items: Iterable[Item]) -> Iterator[FulfilmentResult]:
+        """Yield one result per item, in completion order."""
+        source = iter(items)
+        if self.max_concurrency == 1:
+            yield from self._run_serial(source)
+            return
+        window = self.max_concurrency * 2
+        pending: set[Future[FulfilmentResult]] = set()
+        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="juspay-send") as pool:
+            try:
+                for item in source:
+                    if isinstance(item, FulfilmentResult):
+                        yield item
+                        continue
+                    if self._stop.is_set():
+                        yield _not_attempted(item)
+                        continue
+                    pending.add(pool.submit(self._send_one, item))
+                    while len(pending) >= window:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        yield from (f.result() for f in done)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    yield from (f.result() for f in done)
+            finally:
+                # The consumer stopped early (or failed): do not start what is still queued.
+                self._stop.set()
+                for future in pending:
+                    future.cancel()
+
+    def _run_serial(self, source: Iterator[Item]) -> Iterator[FulfilmentResult]:
+        for item in source:
+            if isinstance(item, FulfilmentResult):
+                yield item
+            elif self._stop.is_set():
+                yield _not_attempted(item)
+            else:
+                yield self._send_one(item)
+
+    def _send_one(self, record: FulfilmentRecord) -> FulfilmentResult:
+        if self._stop.is_set():
+            return _not_attempted(record)
+        try:
+            return self.send(record)
+        except AuthError as exc:
+            if not self._stop.is_set():
+                self.stopped_by = exc
+                self._stop.set()
+                log.error("Juspay refused the credentials; stopping the run: %s", exc)
+            return FulfilmentResult(
+                order_id=record.order_id,
+                outcome=Outcome.FAILED,
+                http_status=exc.http_status,
+                error_code=exc.error_code or "UNAUTHORIZED",
+                message=str(exc),
+                attempts=1,
+                command=record.fulfillment_command,
+            )
+
+
+def _not_attempted(record: FulfilmentRecord) -> FulfilmentResult:
+    return FulfilmentResult(
+        order_id=record.order_id,
+        outcome=Outcome.NOT_ATTEMPTED,
+        message="not sent: the run stopped before this record",
+        command=record.fulfillment_command,
+    )
