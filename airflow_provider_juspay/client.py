@@ -32,7 +32,7 @@ from tenacity import (
     wait_random,
 )
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import SSLError
+from urllib3.exceptions import NewConnectionError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from airflow_provider_juspay import __version__
@@ -200,10 +200,18 @@ class JuspayClient:
             raise ApiError(
                 f"TLS failed for {self.config.base_url}: {type(exc).__name__}", order_id=order_id
             ) from exc
+        except NewConnectionError as exc:  # a subclass of ConnectTimeoutError in urllib3, yet not a timeout
+            raise TransportError(
+                f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
+            ) from exc
         except Urllib3Timeout as exc:
-            raise TransportError(f"timed out ({type(exc).__name__})", order_id=order_id) from exc
+            raise TransportError(
+                f"timed out ({type(exc).__name__})", order_id=order_id, error_code="TIMEOUT"
+            ) from exc
         except Urllib3Error as exc:
-            raise TransportError(f"connection failed ({type(exc).__name__})", order_id=order_id) from exc
+            raise TransportError(
+                f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
+            ) from exc
         payload = _decode(response.data)
         status = response.status
         if 200 <= status < 300:

@@ -1,0 +1,224 @@
+"""Record rules: one test per rule and per accepted input form."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pendulum
+import pytest
+
+from airflow_provider_juspay.errors import RecordError
+from airflow_provider_juspay.fulfilment import MAX_DATA_CHARS, FulfilmentRecord, FulfilmentResult, Outcome
+
+GOOD = {"order_id": "ORD-1", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+
+
+def make(**changes):
+    return FulfilmentRecord.from_mapping({**GOOD, **changes})
+
+
+def broken(expected_field: str, **changes) -> RecordError:
+    with pytest.raises(RecordError) as info:
+        make(**changes)
+    assert info.value.field == expected_field
+    return info.value
+
+
+def test_minimal_record_goes_on_the_wire_as_form_fields():
+    assert make().to_form() == {"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+
+
+def test_record_is_immutable():
+    record = make()
+    with pytest.raises(AttributeError):
+        record.order_id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_order_id_is_required(value):
+    err = broken("order_id", order_id=value)
+    assert "order_id" in str(err)
+
+
+def test_order_id_accepts_integers_and_strips_spaces():
+    assert make(order_id=1234).order_id == "1234"
+    assert make(order_id="  ORD-9 ").order_id == "ORD-9"
+
+
+def test_order_id_rejects_control_characters():
+    err = broken("order_id", order_id="ORD\n1")
+    assert "control characters" in err.rule
+
+
+def test_order_id_keeps_path_and_unicode_characters():
+    assert make(order_id="a/b c?#%é").order_id == "a/b c?#%é"
+
+
+@pytest.mark.parametrize("value", ["success", " Success ", "SUCCESS"])
+def test_status_case_and_spaces_are_normalised(value):
+    assert make(fulfillment_status=value).fulfillment_status.value == "SUCCESS"
+
+
+def test_status_outside_the_enum_is_rejected_with_order_field_value_and_rule():
+    err = broken("fulfillment_status", fulfillment_status="DELIVERED")
+    assert err.order_id == "ORD-1"
+    assert "'DELIVERED'" in str(err) and "SUCCESS or FAILURE" in str(err) and "ORD-1" in str(err)
+
+
+def test_status_is_required():
+    broken("fulfillment_status", fulfillment_status=None)
+
+
+def test_command_is_required():
+    broken("fulfillment_command", fulfillment_command=None)
+
+
+@pytest.mark.parametrize("value", ["initiate_refund", " INVOICE", "Post_Txn_Split_Settlement"])
+def test_command_case_is_normalised(value):
+    assert make(fulfillment_command=value).fulfillment_command == value.strip().upper()
+
+
+def test_unknown_command_is_rejected_and_the_message_says_how_to_enable_it():
+    err = broken("fulfillment_command", fulfillment_command="SHIP_IT")
+    assert "extra_commands" in err.rule
+
+
+def test_unknown_command_is_accepted_when_enabled():
+    record = FulfilmentRecord.from_mapping(
+        {**GOOD, "fulfillment_command": "ship_it"}, extra_commands=["SHIP_IT"]
+    )
+    assert record.fulfillment_command == "SHIP_IT"
+
+
+def test_protest_requires_failure():
+    err = broken("fulfillment_status", fulfillment_command="PROTEST")
+    assert "PROTEST" in err.rule
+    assert make(fulfillment_command="PROTEST", fulfillment_status="FAILURE").fulfillment_command == "PROTEST"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (dt.datetime(2024, 7, 8, 16, 30, 33, 999), "2024-07-08T16:30:33"),
+        (dt.date(2024, 7, 8), "2024-07-08T00:00:00"),
+        ("2024-07-08T16:30:33", "2024-07-08T16:30:33"),
+        ("2024-07-08 16:30:33.123456", "2024-07-08T16:30:33"),
+        ("2024-07-08", "2024-07-08T00:00:00"),
+        ("2024-07-08T22:00:33+05:30", "2024-07-08T16:30:33"),
+        ("2024-07-08T16:30:33Z", "2024-07-08T16:30:33"),
+        (pendulum.datetime(2024, 7, 8, 22, 0, 33, tz="Asia/Kolkata"), "2024-07-08T16:30:33"),
+        (dt.datetime(2024, 7, 8, 16, 30, 33, tzinfo=dt.timezone.utc), "2024-07-08T16:30:33"),
+    ],
+)
+def test_time_input_forms_render_as_juspay_expects(value, expected):
+    assert make(fulfillment_time=value).to_form()["fulfillment_time"] == expected
+
+
+def test_naive_time_is_sent_as_given_whatever_the_zone():
+    record = FulfilmentRecord.from_mapping(
+        {**GOOD, "fulfillment_time": "2024-07-08T16:30:33"}, timezone="Asia/Kolkata"
+    )
+    assert record.fulfillment_time == "2024-07-08T16:30:33"
+
+
+def test_aware_time_is_converted_to_the_configured_zone():
+    when = dt.datetime(2024, 7, 8, 11, 0, 33, tzinfo=ZoneInfo("UTC"))
+    record = FulfilmentRecord.from_mapping({**GOOD, "fulfillment_time": when}, timezone="Asia/Kolkata")
+    assert record.fulfillment_time == "2024-07-08T16:30:33"
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2024-13-01", "08/07/2024"])
+def test_unparseable_time_is_rejected(value):
+    err = broken("fulfillment_time", fulfillment_time=value)
+    assert "ISO-8601" in err.rule
+
+
+def test_time_of_the_wrong_type_is_rejected():
+    broken("fulfillment_time", fulfillment_time=1720456233)
+
+
+def test_unknown_zone_is_rejected_with_its_name():
+    with pytest.raises(RecordError, match="Mars/Olympus"):
+        FulfilmentRecord.from_mapping(
+            {**GOOD, "fulfillment_time": "2024-07-08T16:30:33Z"}, timezone="Mars/Olympus"
+        )
+
+
+def test_data_text_is_sent_as_is():
+    assert make(fulfillment_data="AWB 123, delivered").to_form()["fulfillment_data"] == "AWB 123, delivered"
+
+
+def test_data_mapping_or_list_is_sent_as_compact_json():
+    assert make(fulfillment_data={"awb": "A1", "n": 2}).fulfillment_data == '{"awb":"A1","n":2}'
+    assert make(fulfillment_data=["a", "é"]).fulfillment_data == '["a","é"]'
+
+
+def test_data_over_the_limit_is_rejected():
+    err = broken("fulfillment_data", fulfillment_data="x" * (MAX_DATA_CHARS + 1))
+    assert str(MAX_DATA_CHARS) in err.rule
+    assert len(str(err)) < 300, "the message must not carry the whole value"
+
+
+def test_pass_through_fields_are_sent_and_json_encoded():
+    form = make(
+        fulfillment_command="POST_TXN_SPLIT_SETTLEMENT",
+        split_settlement_details={"vendor": [{"id": "v1", "amount": "10.00"}]},
+    ).to_form()
+    assert form["split_settlement_details"] == '{"vendor":[{"id":"v1","amount":"10.00"}]}'
+
+
+def test_optional_ids_are_kept_and_routing_id_is_not_a_form_field():
+    record = make(fulfillment_id=987, routing_id="cust-1")
+    assert record.fulfillment_id == "987"
+    assert record.routing_id == "cust-1"
+    assert "routing_id" not in record.to_form()
+
+
+def test_column_map_renames_source_columns():
+    record = FulfilmentRecord.from_mapping(
+        {"id": "ORD-7", "state": "failure", "cmd": "initiate_refund"},
+        column_map={"id": "order_id", "state": "fulfillment_status", "cmd": "fulfillment_command"},
+    )
+    assert (record.order_id, record.fulfillment_status.value, record.fulfillment_command) == (
+        "ORD-7",
+        "FAILURE",
+        "INITIATE_REFUND",
+    )
+
+
+def test_defaults_fill_missing_and_null_fields_but_do_not_override_values():
+    defaults = {"fulfillment_command": "INVOICE", "fulfillment_data": "from default"}
+    record = FulfilmentRecord.from_mapping(
+        {
+            "order_id": "O",
+            "fulfillment_status": "SUCCESS",
+            "fulfillment_command": None,
+            "fulfillment_data": "row",
+        },
+        defaults=defaults,
+    )
+    assert record.fulfillment_command == "INVOICE"
+    assert record.fulfillment_data == "row"
+
+
+def test_defaults_naming_no_field_are_an_error():
+    with pytest.raises(RecordError, match="not a record field"):
+        FulfilmentRecord.from_mapping(GOOD, defaults={"fulfilment_command": "INVOICE"})
+
+
+def test_unknown_source_columns_are_ignored():
+    assert FulfilmentRecord.from_mapping({**GOOD, "customer_email": "a@b.c"}).to_form() == make().to_form()
+
+
+def test_nan_from_a_dataframe_counts_as_null():
+    assert make(fulfillment_id=float("nan")).fulfillment_id is None
+
+
+def test_result_to_dict_is_json_friendly():
+    result = FulfilmentResult(
+        order_id="O", outcome=Outcome.REJECTED, http_status=400, error_code="X", attempts=1
+    )
+    assert result.to_dict()["outcome"] == "rejected"
+    assert Outcome.REJECTED.is_failure and not Outcome.SENT.is_failure
+    assert Outcome.ALREADY_FULFILLED.is_delivered and not Outcome.SKIPPED.is_delivered
