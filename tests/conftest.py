@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 # Airflow reads its home and config at import time: point it at a throw-away one first.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="juspay-airflow-home-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent.parent / "dags_examples")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 
 import pytest  # noqa: E402
@@ -66,3 +67,31 @@ def airflow_db():
         timeout=300,
     )
     return _AIRFLOW_HOME
+
+
+@dataclass
+class DagRunOutcome:
+    """What a ``dag.test()`` run left in the metadata DB."""
+
+    state: str
+    task_states: dict[str, str]
+    xcom: dict[tuple[str, str], object]
+
+
+def run_dag(dag_id: str, conf: dict | None = None) -> DagRunOutcome:
+    """Run a DAG of tests/dags in-process with ``dag.test()`` and read back states and XComs."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    dag = DagBag(dag_folder=str(REPO / "tests" / "dags")).get_dag(dag_id)
+    dagrun = dag.test(run_conf=conf or {})
+    with create_session() as session:
+        states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances(session=session)}
+        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == dagrun.run_id)
+        xcom = {(row.task_id, row.key): _xcom_value(row.value) for row in rows}
+    return DagRunOutcome(str(dagrun.state), states, xcom)
+
+
+def _xcom_value(value: object) -> object:
+    return json.loads(value) if isinstance(value, str) else value
