@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/python -m demo
+	$(BIN)/python scripts/demo.py
 
 test: install
 	$(BIN)/ruff check .

@@ -15,7 +15,6 @@ _AIRFLOW_HOME = tempfile.mkdtemp(prefix="juspay-airflow-home-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 
 import pytest  # noqa: E402
 

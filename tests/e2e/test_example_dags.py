@@ -1,0 +1,70 @@
+"""The DAGs users copy from dags_examples/: they parse without touching connections, and they run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import API_KEY, REPO, conn_json
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = REPO / "dags_examples"
+
+
+@pytest.fixture
+def no_connection_lookups(monkeypatch):
+    """Record every connection lookup; parse-time lookups are a bug (they hit the DB every parse)."""
+    from airflow.sdk import BaseHook, Connection
+
+    calls: list[str] = []
+
+    def record(conn_id, *args, **kwargs):
+        calls.append(conn_id)
+        raise AssertionError(f"connection {conn_id!r} fetched at parse time")
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(lambda cls, conn_id: record(conn_id)))
+    monkeypatch.setattr(Connection, "get", classmethod(lambda cls, conn_id, *a, **k: record(conn_id)))
+    return calls
+
+
+def test_example_dags_import_without_errors_or_connection_lookups(airflow_db, no_connection_lookups):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(EXAMPLES))
+    assert bag.import_errors == {}
+    assert "juspay_fulfil_from_upstream" in bag.dag_ids
+    assert no_connection_lookups == []
+    for dag_id in bag.dag_ids:
+        assert "juspay" in bag.get_dag(dag_id).tags
+
+
+def test_upstream_example_runs_with_airflow_dags_test(airflow_db, sandbox):
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
+        "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", "juspay_fulfil_from_upstream"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    received = {(r.order_id, r.form["fulfillment_command"]): r for r in sandbox.requests}
+    assert set(received) == {
+        ("ORD-1001", "NO_ACTION"),
+        ("ORD-1002", "INITIATE_REFUND"),
+        ("ORD-1003", "INITIATE_REFUND"),
+    }
+    delivered = received[("ORD-1001", "NO_ACTION")].form
+    assert delivered["fulfillment_time"] == "2026-11-26T13:00:00", "18:30 IST sent as UTC, the default zone"
+    assert delivered["fulfillment_id"] == "AWB-77001"
+    assert all(r.status == 200 for r in sandbox.requests)
+    assert "state=success" in done.stdout + done.stderr
+    assert API_KEY not in done.stdout + done.stderr, "the task log shows the API key"

@@ -1,0 +1,165 @@
+"""JuspayHook: the connection contract, the form, the test button, and the hook's calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_juspay import get_provider_info
+from airflow_provider_juspay.config import BASE_URLS
+from airflow_provider_juspay.errors import ConfigError, RecordError
+from airflow_provider_juspay.fulfilment import Outcome
+from airflow_provider_juspay.hooks.juspay import JuspayHook
+from tests.conftest import API_KEY, MERCHANT_ID, conn_json
+
+GOOD = {"order_id": "H-1", "fulfillment_status": "SUCCESS", "fulfillment_command": "INVOICE"}
+
+
+def set_conn(monkeypatch, conn_id: str, **fields) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "juspay", **fields}))
+
+
+def test_env_var_connection_form_from_the_design_works(monkeypatch, sandbox):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_JUSPAY_DEFAULT",
+        json.dumps(
+            {"conn_type": "juspay", "login": MERCHANT_ID, "password": API_KEY, "host": sandbox.base_url}
+        ),
+    )
+    hook = JuspayHook()
+    assert hook.fulfil(GOOD).outcome is Outcome.SENT
+    assert hook.config.base_url == sandbox.base_url and hook.config.merchant_id == MERCHANT_ID
+
+
+def test_extras_configure_the_client(monkeypatch):
+    set_conn(
+        monkeypatch,
+        "jp",
+        login="m1",
+        password=API_KEY,
+        extra={
+            "environment": "production",
+            "connect_timeout": "3",
+            "read_timeout": 12,
+            "max_attempts": 2,
+            "timezone": "Asia/Kolkata",
+            "extra_commands": "ship_it, hold",
+            "pool_size": 64,
+        },
+    )
+    config = JuspayHook("jp").config
+    assert config.base_url == BASE_URLS["production"]
+    assert (config.timeouts.connect, config.timeouts.read, config.retry.max_attempts) == (3.0, 12.0, 2)
+    assert (config.timezone, config.extra_commands, config.pool_size) == (
+        "Asia/Kolkata",
+        ("SHIP_IT", "HOLD"),
+        64,
+    )
+
+
+def test_defaults_without_extras_are_the_documented_ones(monkeypatch):
+    set_conn(monkeypatch, "jp", login="m1", password=API_KEY)
+    config = JuspayHook("jp").config
+    assert config.base_url == "https://sandbox.juspay.in"
+    assert (config.timeouts.connect, config.timeouts.read, config.retry.max_attempts) == (10.0, 30.0, 5)
+    assert config.timezone == "UTC"
+
+
+def test_missing_api_key_is_named_plainly(monkeypatch):
+    set_conn(monkeypatch, "jp", login="m1")
+    with pytest.raises(ConfigError, match="API key is missing"):
+        JuspayHook("jp").config
+
+
+def test_bad_extra_is_named(monkeypatch):
+    set_conn(monkeypatch, "jp", login="m1", password=API_KEY, extra={"read_timeout": "soon"})
+    with pytest.raises(ConfigError, match="read_timeout"):
+        JuspayHook("jp").config
+
+
+def test_plain_http_to_a_remote_host_is_refused(monkeypatch):
+    set_conn(monkeypatch, "jp", login="m1", password=API_KEY, host="http://juspay.example.com")
+    ok, message = JuspayHook("jp").test_connection()
+    assert not ok and "plain http" in message
+
+
+def test_connection_test_button(monkeypatch, sandbox):
+    monkeypatch.setenv("AIRFLOW_CONN_GOOD", conn_json(sandbox.base_url))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BAD", conn_json(sandbox.base_url).replace(API_KEY, "sk_test_revoked_key_1")
+    )
+    assert JuspayHook("good").test_connection()[0] is True
+    ok, message = JuspayHook("bad").test_connection()
+    assert ok is False and "refused" in message
+    assert sum(sandbox.accepted.values()) == 0, "the test button changes nothing"
+
+
+def test_fulfil_validates_mappings_with_the_connection_zone(monkeypatch, sandbox):
+    monkeypatch.setenv("AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url, timezone="Asia/Kolkata"))
+    hook = JuspayHook()
+    hook.fulfil({**GOOD, "fulfillment_time": "2026-11-26T13:00:00Z"})
+    assert sandbox.requests[0].form["fulfillment_time"] == "2026-11-26T18:30:00"
+    with pytest.raises(RecordError):
+        hook.fulfil({**GOOD, "fulfillment_command": "NOPE"})
+
+
+def test_get_order_status(juspay_conn):
+    assert JuspayHook(juspay_conn).get_order_status("S-1")["status"] == "CHARGED"
+
+
+def test_one_client_per_hook(juspay_conn):
+    hook = JuspayHook(juspay_conn)
+    assert hook.get_conn() is hook.client
+
+
+def test_hook_errors_and_logs_never_show_the_key(monkeypatch, sandbox, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url, max_attempts=2))
+    hook = JuspayHook()
+    sandbox.script("error", 2)
+    texts = [repr(hook.fulfil(GOOD)), repr(hook.config), repr(hook.client)]
+    monkeypatch.setenv("AIRFLOW_CONN_WRONG", conn_json(sandbox.base_url).replace(API_KEY, API_KEY + "9"))
+    texts.append(JuspayHook("wrong").test_connection()[1])
+    texts.append(caplog.text)
+    assert all(API_KEY not in text for text in texts)
+
+
+def test_provider_info_declares_the_connection_type():
+    [conn] = get_provider_info()["connection-types"]
+    assert conn["connection-type"] == "juspay"
+    assert conn["hook-class-name"] == "airflow_provider_juspay.hooks.juspay.JuspayHook"
+    assert conn["ui-field-behaviour"]["relabeling"] == {
+        "login": "Merchant ID",
+        "password": "API key",
+        "host": "Base URL (optional)",
+    }
+    assert set(conn["ui-field-behaviour"]["hidden-fields"]) == {"schema", "port"}
+    assert {"environment", "connect_timeout", "read_timeout", "max_attempts", "timezone"} <= set(
+        conn["conn-fields"]
+    )
+    assert JuspayHook.get_ui_field_behaviour()["relabeling"] == conn["ui-field-behaviour"]["relabeling"]
+
+
+def test_airflow_lists_the_provider_and_its_connection_type():
+    providers = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "list", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert "airflow-provider-juspay" in providers.stdout
+    hooks = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "hooks", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    listing = next(line for line in hooks.stdout.splitlines() if line.startswith("["))
+    entries = {h["connection_type"]: h for h in json.loads(listing)}
+    assert entries["juspay"]["class"] == "airflow_provider_juspay.hooks.juspay.JuspayHook"
