@@ -1,4 +1,4 @@
-"""`make demo`: the bundled sandbox, a throw-away Airflow home, a real `airflow dags test`, a readable report."""
+"""`make demo`: the bundled sandbox, a throw-away Airflow home, `airflow dags test`, a readable report."""
 
 from __future__ import annotations
 
@@ -86,7 +86,8 @@ def main() -> None:
             form = r["form"]
             print(
                 f"  {r['order_id']:<12} {form.get('fulfillment_command', ''):<18} "
-                f"{form.get('fulfillment_status', ''):<8} {form.get('fulfillment_time', '-'):<20} HTTP {r['status']}"
+                f"{form.get('fulfillment_status', ''):<8} {form.get('fulfillment_time', '-'):<20} "
+                f"HTTP {r['status']}"
             )
         print(f"\nSandbox totals: {sandbox_get(port, 'state')}")
         print("DAG run:", "success" if done.returncode == 0 else f"FAILED (see {WORK / 'dag_test.log'})")

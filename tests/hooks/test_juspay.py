@@ -72,13 +72,13 @@ def test_defaults_without_extras_are_the_documented_ones(monkeypatch):
 def test_missing_api_key_is_named_plainly(monkeypatch):
     set_conn(monkeypatch, "jp", login="m1")
     with pytest.raises(ConfigError, match="API key is missing"):
-        JuspayHook("jp").config
+        _ = JuspayHook("jp").config
 
 
 def test_bad_extra_is_named(monkeypatch):
     set_conn(monkeypatch, "jp", login="m1", password=API_KEY, extra={"read_timeout": "soon"})
     with pytest.raises(ConfigError, match="read_timeout"):
-        JuspayHook("jp").config
+        _ = JuspayHook("jp").config
 
 
 def test_plain_http_to_a_remote_host_is_refused(monkeypatch):
