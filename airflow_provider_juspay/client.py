@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -49,13 +49,23 @@ from airflow_provider_juspay.errors import (
 )
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
 
-__all__ = ["USER_AGENT", "JuspayClient"]
+__all__ = ["USER_AGENT", "JuspayClient", "Pacing"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"airflow-provider-juspay/{__version__}"
 ALREADY_EXISTS = "ALREADY_EXISTS"
 NOT_FOUND_CODES = frozenset({"RESOURCE_NOT_FOUND", "NOT_FOUND"})
+#: Seconds a 429 without Retry-After pauses a paced run.
+DEFAULT_THROTTLE_PAUSE = 1.0
+
+
+class Pacing(Protocol):
+    """What a bulk run shares between its workers (see ``sync.pacer.Pacer``)."""
+
+    def wait(self) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
 
 
 class JuspayClient:
@@ -95,9 +105,11 @@ class JuspayClient:
 
     # -- public API -------------------------------------------------------------------------
 
-    def fulfil(self, record: FulfilmentRecord) -> FulfilmentResult:
+    def fulfil(self, record: FulfilmentRecord, *, pacer: Pacing | None = None) -> FulfilmentResult:
         """Send one fulfilment; transient errors are retried, the outcome is returned.
 
+        :param pacer: shared by the workers of a bulk run: each attempt waits for it, and a 429
+            pauses it (so the whole run slows down, not just this worker).
         :raises AuthError: on 401/403, which no later request can get past.
         """
         path = f"/orders/{quote(record.order_id, safe='')}/fulfillment"
@@ -110,7 +122,15 @@ class JuspayClient:
         def attempt() -> tuple[int, dict[str, Any]]:
             nonlocal attempts
             attempts += 1
-            return self._call("POST", path, record.order_id, body=body, headers=headers)
+            if pacer is None:
+                return self._call("POST", path, record.order_id, body=body, headers=headers)
+            pacer.wait()
+            try:
+                return self._call("POST", path, record.order_id, body=body, headers=headers)
+            except RateLimited as exc:
+                pause = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_PAUSE
+                pacer.pause(min(pause, self.config.retry.max_wait))
+                raise
 
         def result(outcome: Outcome, **kwargs: Any) -> FulfilmentResult:
             return FulfilmentResult(

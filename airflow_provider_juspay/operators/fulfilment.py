@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -12,13 +12,22 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_juspay.fulfilment import RECORD_FIELDS, FulfilmentResult
 from airflow_provider_juspay.hooks.juspay import JuspayHook
-from airflow_provider_juspay.sync.dispatcher import Dispatcher
+from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY, Dispatcher
+from airflow_provider_juspay.sync.engine import dry_run_send, push
+from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.records import validate_rows
+from airflow_provider_juspay.sync.report import (
+    DEFAULT_MAX_FAILURES_LISTED,
+    ReportBuilder,
+    failed_ratio,
+    format_report,
+)
+from airflow_provider_juspay.sync.sources import DEFAULT_FETCH_SIZE, stream_query, unmapped_columns
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-__all__ = ["FulfilmentSyncOperator"]
+__all__ = ["BulkFulfilmentOperator", "FulfilmentSyncOperator"]
 
 #: Above this many records, the bulk operator is the better tool (concurrency, ledger, report).
 SHORT_LIST = 100
@@ -146,3 +155,167 @@ def _as_rows(records: Any) -> list[Mapping[str, Any]]:
     if isinstance(records, Mapping):
         return [records]
     return list(records)
+
+
+class BulkFulfilmentOperator(BaseOperator):
+    """Push many fulfilments to Juspay concurrently, under a rate limit, and return a report.
+
+    Rows come from exactly one source: ``records`` (a list of mappings, e.g. an upstream task's
+    XCom) or ``sql`` run on ``sql_conn_id`` (any connection whose hook is a ``DbApiHook``), streamed
+    ``fetch_size`` rows at a time. Column names are record fields, renamed by ``column_map``; other
+    columns are named once in the log and not sent.
+
+    Returns (XCom) the report: ``total``, ``counts`` by outcome (summing to total), ``errors`` by
+    code, the first ``failures``, ``duration_s``, ``records_per_s``, ``dry_run``. The task fails when
+    Juspay refuses the API key (later rows ``not_attempted``) or when the share of rejected, failed
+    and invalid rows exceeds ``max_failed_ratio``; the report is logged and pushed to XCom under
+    ``report`` first.
+
+    :param sql: a query, or a path ending in ``.sql`` rendered as a template.
+    :param parameters: bind parameters for ``sql`` in the driver's style.
+    :param max_concurrency: requests in flight at once (default 16).
+    :param rate_limit: requests per second over all workers (default: no cap); a 429 pauses all.
+    :param dry_run: validate and report, send nothing (valid rows count as ``not_attempted``).
+    :param max_failed_ratio: fail the task above this share of failures (default: never).
+    """
+
+    template_fields: Sequence[str] = (
+        "juspay_conn_id",
+        "sql_conn_id",
+        "sql",
+        "parameters",
+        "records",
+        "defaults",
+    )
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql", "records": "json", "parameters": "json", "defaults": "json"}
+    ui_color = "#0b2d63"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        records: Any = None,
+        sql: str | None = None,
+        sql_conn_id: str | None = None,
+        parameters: Any = None,
+        column_map: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        juspay_conn_id: str = JuspayHook.default_conn_name,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        rate_limit: float | None = None,
+        fetch_size: int = DEFAULT_FETCH_SIZE,
+        dry_run: bool = False,
+        max_failed_ratio: float | None = None,
+        max_failures_listed: int = DEFAULT_MAX_FAILURES_LISTED,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (records is None) == (sql is None):
+            raise ValueError("give exactly one source: records (a list of mappings) or sql with sql_conn_id")
+        if sql is not None and not sql_conn_id:
+            raise ValueError("sql needs sql_conn_id, the warehouse connection to run it on")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if max_failed_ratio is not None and not 0 <= max_failed_ratio <= 1:
+            raise ValueError(f"max_failed_ratio must be between 0 and 1, got {max_failed_ratio}")
+        self.records = records
+        self.sql = sql
+        self.sql_conn_id = sql_conn_id
+        self.parameters = parameters
+        self.column_map = column_map
+        self.defaults = defaults
+        self.juspay_conn_id = juspay_conn_id
+        self.max_concurrency = max_concurrency
+        self.rate_limit = rate_limit
+        self.fetch_size = fetch_size
+        self.dry_run = dry_run
+        self.max_failed_ratio = max_failed_ratio
+        self.max_failures_listed = max_failures_listed
+
+    @cached_property
+    def hook(self) -> JuspayHook:
+        return JuspayHook(self.juspay_conn_id, pool_size=self.max_concurrency)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        report = ReportBuilder(
+            total=self._known_total(),
+            dry_run=self.dry_run,
+            max_failures=self.max_failures_listed,
+            log=self.log,
+        )
+        if self.dry_run:
+            send, concurrency = dry_run_send, 1
+        else:
+            pacer = Pacer(self.rate_limit)
+            client = self.hook.client
+
+            def send(record: Any) -> FulfilmentResult:
+                return client.fulfil(record, pacer=pacer)
+
+            concurrency = self.max_concurrency
+
+        def make_record(row: Mapping[str, Any]) -> Any:
+            return self.hook.make_record(row, self.column_map, self.defaults)
+
+        try:
+            outcome = push(
+                self._rows(), make_record=make_record, send=send, max_concurrency=concurrency, report=report
+            )
+        finally:
+            self.hook.close()
+        self.log.info("%s", format_report(outcome.report))
+        if outcome.stopped_by is not None:
+            context["ti"].xcom_push(key="report", value=outcome.report)
+            raise AirflowFailException(
+                f"Juspay refused the credentials of {self.juspay_conn_id!r} ({outcome.stopped_by}); "
+                f"{outcome.report['counts']['not_attempted']} records were not attempted"
+            )
+        ratio = failed_ratio(outcome.report)
+        if self.max_failed_ratio is not None and ratio > self.max_failed_ratio:
+            context["ti"].xcom_push(key="report", value=outcome.report)
+            raise AirflowException(
+                f"{ratio:.1%} of {outcome.report['total']} records were rejected, failed or invalid, "
+                f"over max_failed_ratio {self.max_failed_ratio:.1%}: {outcome.report['errors']}"
+            )
+        return outcome.report
+
+    def _known_total(self) -> int | None:
+        if self.records is None:
+            return None
+        try:
+            return len(self.records)
+        except TypeError:
+            return None
+
+    def _rows(self) -> Iterator[Mapping[str, Any]]:
+        if self.sql is None:
+            rows = _as_rows(self.records)
+            if rows and isinstance(rows[0], Mapping):
+                self._log_unmapped(list(rows[0]))
+            yield from rows
+            return
+        db = self._sql_hook().get_conn()
+        try:
+            yield from stream_query(
+                db, self.sql, self.parameters, fetch_size=self.fetch_size, on_columns=self._log_unmapped
+            )
+        finally:
+            db.close()
+
+    def _sql_hook(self) -> Any:
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+        from airflow.sdk import BaseHook
+
+        hook = BaseHook.get_connection(self.sql_conn_id).get_hook()
+        if not isinstance(hook, DbApiHook):
+            raise AirflowException(
+                f"connection {self.sql_conn_id!r} gives a {type(hook).__name__}, not a DbApiHook: "
+                "sql_conn_id must name a SQL database connection"
+            )
+        return hook
+
+    def _log_unmapped(self, columns: list[str]) -> None:
+        ignored = unmapped_columns(columns, self.column_map)
+        if ignored:
+            self.log.info("Columns not sent (they name no record field): %s", ", ".join(ignored))

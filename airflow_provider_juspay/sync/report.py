@@ -1,0 +1,138 @@
+"""The run report: counts by outcome and error code, the first failures, pace and progress lines."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
+
+__all__ = [
+    "DEFAULT_MAX_FAILURES_LISTED",
+    "PROGRESS_EVERY_S",
+    "ReportBuilder",
+    "failed_ratio",
+    "format_report",
+]
+
+DEFAULT_MAX_FAILURES_LISTED = 100
+PROGRESS_EVERY_S = 10.0
+
+
+class ReportBuilder:
+    """Folds results into the report of the public contract, logging progress as it goes.
+
+    Keeps counters and at most ``max_failures`` failure entries, so memory does not grow with the run.
+
+    :param total: records expected, when known (gives an ETA in progress lines).
+    :param log: where progress lines go; None for silence.
+    """
+
+    def __init__(
+        self,
+        *,
+        total: int | None = None,
+        dry_run: bool = False,
+        max_failures: int = DEFAULT_MAX_FAILURES_LISTED,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+        progress_every: float = PROGRESS_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.expected = total
+        self.dry_run = dry_run
+        self.max_failures = max_failures
+        self.counts: Counter[Outcome] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.failures: list[dict[str, Any]] = []
+        self._log = log
+        self._every = progress_every
+        self._clock = clock
+        self._started = clock()
+        self._next_progress = self._started + progress_every
+        self._finished: float | None = None
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, result: FulfilmentResult) -> None:
+        """Count one result; log a progress line when one is due."""
+        self.counts[result.outcome] += 1
+        if result.outcome.is_failure:
+            self.errors[result.error_code or result.outcome.value.upper()] += 1
+            if len(self.failures) < self.max_failures:
+                self.failures.append(
+                    {
+                        "order_id": result.order_id,
+                        "outcome": result.outcome.value,
+                        "error_code": result.error_code,
+                        "message": result.message,
+                    }
+                )
+        if self._log is not None and self._clock() >= self._next_progress:
+            self._next_progress = self._clock() + self._every
+            self._log.info("%s", self.progress_line())
+
+    def finish(self) -> dict[str, Any]:
+        """Stop the clock and return the report (JSON-serialisable)."""
+        self._finished = self._clock()
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        elapsed = self._elapsed()
+        total = self.done
+        return {
+            "total": total,
+            "counts": {outcome.value: self.counts.get(outcome, 0) for outcome in Outcome},
+            "errors": dict(self.errors.most_common()),
+            "failures": list(self.failures),
+            "duration_s": round(elapsed, 3),
+            "records_per_s": round(total / elapsed, 1) if elapsed > 0 else 0.0,
+            "dry_run": self.dry_run,
+        }
+
+    def progress_line(self) -> str:
+        elapsed = self._elapsed()
+        done = self.done
+        rate = done / elapsed if elapsed > 0 else 0.0
+        by_outcome = ", ".join(
+            f"{o.value} {n}" for o, n in sorted(self.counts.items(), key=lambda kv: kv[0].value)
+        )
+        of = f"/{self.expected}" if self.expected else ""
+        line = f"{done}{of} records done ({by_outcome}); {rate:.0f}/s"
+        if self.expected and rate > 0:
+            line += f"; ETA {max(0.0, (self.expected - done) / rate):.0f}s"
+        return line
+
+    def _elapsed(self) -> float:
+        return (self._finished if self._finished is not None else self._clock()) - self._started
+
+
+def failed_ratio(report: dict[str, Any]) -> float:
+    """(rejected + failed + invalid) / total; 0 for an empty run."""
+    counts = report["counts"]
+    bad = sum(counts.get(o.value, 0) for o in (Outcome.REJECTED, Outcome.FAILED, Outcome.INVALID))
+    return bad / report["total"] if report["total"] else 0.0
+
+
+def format_report(report: dict[str, Any], *, failures_shown: int = 10) -> str:
+    """The end-of-run table: outcomes, error codes and the first failures."""
+    lines = [
+        f"Juspay fulfilment sync{' (DRY RUN: nothing sent)' if report['dry_run'] else ''}: "
+        f"{report['total']} records in {report['duration_s']:.1f}s ({report['records_per_s']:.0f}/s)",
+        f"  {'outcome':<18}{'count':>10}",
+    ]
+    lines += [f"  {name:<18}{count:>10}" for name, count in report["counts"].items()]
+    if report["errors"]:
+        lines.append(f"  {'error code':<30}{'count':>10}")
+        lines += [f"  {code:<30}{count:>10}" for code, count in report["errors"].items()]
+    if report["failures"]:
+        lines.append(f"  first failures (of {sum(report['errors'].values())}):")
+        for f in report["failures"][:failures_shown]:
+            lines.append(
+                f"    {f['order_id']}: {f['outcome']} {f['error_code'] or ''} {f['message'] or ''}".rstrip()
+            )
+    return "\n".join(lines)
