@@ -35,29 +35,29 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._tokens = self.capacity
-        self._updated = clock()
+        self._interval = 1.0 / rate_limit if rate_limit else 0.0
+        #: Requests may run this far ahead of the steady pace (the burst).
+        self._slack = (self.capacity - 1) * self._interval
+        #: When the next request is due at the steady pace (GCRA's theoretical arrival time).
+        self._due = clock()
         self._paused_until = 0.0
         #: How many times a 429 paused the run, and for how long in all (seconds); for the report.
         self.pauses = 0
         self.paused_s = 0.0
 
     def wait(self) -> None:
-        """Block until a request may leave: after any pause, and within the rate limit."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                delay = self._paused_until - now
-                if delay <= 0:
-                    if self.rate_limit is None:
-                        return
-                    self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate_limit)
-                    self._updated = now
-                    if self._tokens >= 1:
-                        self._tokens -= 1
-                        return
-                    delay = (1 - self._tokens) / self.rate_limit
-            self._sleep(delay)
+        """Block until a request may leave: after any pause, and within the rate limit.
+
+        Each caller reserves its slot under the lock, then sleeps outside it.
+        """
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._paused_until)
+            if self._interval:
+                start = max(start, self._due - self._slack)
+                self._due = max(self._due, start) + self._interval
+        if start > now:
+            self._sleep(start - now)
 
     def pause(self, seconds: float) -> None:
         """Hold every worker for ``seconds`` (a 429's Retry-After)."""

@@ -121,7 +121,8 @@ class Sandbox:
         self._lock = threading.Lock()
         self._tokens = 0.0
         self._token_time = time.monotonic()
-        self._expected_auth = "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
+        self._expected_auth = ""
+        self.rotate_key(api_key)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -142,6 +143,11 @@ class Sandbox:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}, got {kind!r}")
         with self._lock:
             self._script.extend([(kind, status)] * count)
+
+    def rotate_key(self, api_key: str) -> None:
+        """Accept only ``api_key`` from now on (a revoked key mid-run answers 401)."""
+        self.api_key = api_key
+        self._expected_auth = "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
 
     def reset(self) -> None:
         """Forget received requests, accepted commands and scripted faults."""

@@ -1,0 +1,51 @@
+"""The pacer: a shared rate limit and a shared pause after a 429."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_juspay.sync.pacer import Pacer
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_no_rate_limit_never_waits():
+    t = FakeTime()
+    pacer = Pacer(None, clock=t.clock, sleep=t.sleep)
+    for _ in range(1000):
+        pacer.wait()
+    assert t.slept == []
+
+
+def test_rate_limit_spaces_requests_after_the_burst():
+    t = FakeTime()
+    pacer = Pacer(10, burst=1, clock=t.clock, sleep=t.sleep)
+    for _ in range(11):
+        pacer.wait()
+    assert t.now - 100.0 == pytest.approx(1.0), "11 requests at 10/s with a burst of 1 take 1 s"
+
+
+def test_pause_holds_every_caller_until_it_ends():
+    t = FakeTime()
+    pacer = Pacer(None, clock=t.clock, sleep=t.sleep)
+    pacer.pause(2.5)
+    pacer.pause(1.0)  # a shorter pause inside a longer one does not shorten or extend it
+    pacer.wait()
+    assert t.now == pytest.approx(102.5)
+    assert pacer.pauses == 1 and pacer.paused_s == pytest.approx(2.5)
+
+
+def test_rate_limit_must_be_positive():
+    with pytest.raises(ValueError):
+        Pacer(0)

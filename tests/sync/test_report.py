@@ -1,0 +1,42 @@
+"""The report's shape: every outcome named, counts summing to total, failures capped."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
+from airflow_provider_juspay.sync.report import ReportBuilder, failed_ratio, format_report
+
+
+def test_report_counts_every_outcome_and_sums_to_total():
+    builder = ReportBuilder(max_failures=2)
+    for i, outcome in enumerate([Outcome.SENT] * 5 + [Outcome.REJECTED] * 3 + [Outcome.INVALID]):
+        builder.add(
+            FulfilmentResult(order_id=str(i), outcome=outcome, error_code="X" if outcome.is_failure else None)
+        )
+    report = builder.finish()
+    json.dumps(report)
+    assert set(report["counts"]) == {o.value for o in Outcome}
+    assert sum(report["counts"].values()) == report["total"] == 9
+    assert report["errors"] == {"X": 4}
+    assert len(report["failures"]) == 2, "capped"
+    assert failed_ratio(report) == 4 / 9
+    assert "rejected" in format_report(report)
+
+
+def test_progress_lines_come_at_the_interval_with_an_eta(caplog):
+    ticks = iter([0.0] + [i * 3.0 for i in range(1, 100)])
+    builder = ReportBuilder(
+        total=10, log=logging.getLogger("t"), progress_every=10, clock=lambda: next(ticks)
+    )
+    with caplog.at_level(logging.INFO, logger="t"):
+        for i in range(8):
+            builder.add(FulfilmentResult(order_id=str(i), outcome=Outcome.SENT))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines and all("/10 records done" in line and "ETA" in line for line in lines)
+    assert len(lines) < 8, "not one line per record"
+
+
+def test_empty_run_has_a_zero_ratio():
+    assert failed_ratio(ReportBuilder().finish()) == 0.0

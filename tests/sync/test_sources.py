@@ -1,0 +1,72 @@
+"""Streaming SQL rows from a DB-API connection."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from airflow_provider_juspay.sync.sources import stream_query, unmapped_columns
+
+
+class CountingConnection:
+    """A real sqlite3 connection whose cursors report each fetchmany size."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.fetches: list[int] = []
+
+    def cursor(self):
+        outer = self
+        inner = self.conn.cursor()
+
+        class Cursor:
+            description = property(lambda self: inner.description)
+
+            def execute(self, *args):
+                return inner.execute(*args)
+
+            def fetchmany(self, size):
+                outer.fetches.append(size)
+                return inner.fetchmany(size)
+
+            def close(self):
+                inner.close()
+
+        return Cursor()
+
+
+@pytest.fixture
+def db():
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (order_id TEXT, fulfillment_status TEXT, note TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(f"O-{i}", "SUCCESS", "n") for i in range(25)])
+    return conn
+
+
+def test_rows_stream_in_batches_as_dicts(db):
+    counting = CountingConnection(db)
+    seen_columns = []
+    rows = stream_query(
+        counting,
+        "SELECT * FROM t WHERE order_id != ?",
+        ["O-0"],
+        fetch_size=10,
+        on_columns=seen_columns.append,
+    )
+    first = next(rows)
+    assert first == {"order_id": "O-1", "fulfillment_status": "SUCCESS", "note": "n"}
+    assert counting.fetches == [10], "one batch read, not the whole result"
+    assert len(list(rows)) == 23
+    assert seen_columns == [["order_id", "fulfillment_status", "note"]]
+
+
+def test_statement_without_result_set_is_refused(db):
+    with pytest.raises(ValueError, match="SELECT"):
+        list(stream_query(db, "UPDATE t SET note = 'x'"))
+
+
+def test_unmapped_columns_are_the_ones_naming_no_field():
+    assert unmapped_columns(
+        ["id", "state", "note", "order_id"], {"id": "order_id", "state": "fulfillment_status"}
+    ) == ["note"]
