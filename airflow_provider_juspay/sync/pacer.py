@@ -1,7 +1,8 @@
-"""The pacer: one token bucket and one shared pause for every worker of a run.
+"""The pacer: one rate limit and one pause for every worker of a run.
 
-A 429 pauses the whole run for its Retry-After instead of letting each worker retry blindly; an
-optional rate limit caps requests per second across all workers.
+A 429 pauses the whole run for its Retry-After and halves the pace (then the pace grows back by a
+tenth each calm second), instead of letting each worker retry blindly into the same limit. An
+optional ``rate_limit`` caps requests per second across all workers.
 """
 
 from __future__ import annotations
@@ -12,58 +13,107 @@ from collections.abc import Callable
 
 __all__ = ["Pacer"]
 
+#: After a 429, the pace is this share of what was being sent.
+SLOW_DOWN = 0.5
+#: Each second without a 429, the pace grows by this factor (up to ``rate_limit``, if any).
+SPEED_UP = 1.1
+MIN_RATE = 1.0
+
 
 class Pacer:
     """Decides when the next request may leave; thread-safe.
 
     :param rate_limit: requests per second over all workers; None for no cap.
-    :param burst: requests that may leave at once after an idle spell (default: one second's worth, min 1).
+    :param burst: requests that may leave at once after an idle spell (default 1: evenly spaced).
     """
 
     def __init__(
         self,
         rate_limit: float | None = None,
         *,
-        burst: float | None = None,
+        burst: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError(f"rate_limit must be a positive number of requests per second, got {rate_limit}")
         self.rate_limit = rate_limit
-        self.capacity = max(1.0, burst if burst is not None else (rate_limit or 1.0))
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst}")
+        self._burst = burst
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._interval = 1.0 / rate_limit if rate_limit else 0.0
-        #: Requests may run this far ahead of the steady pace (the burst).
-        self._slack = (self.capacity - 1) * self._interval
-        #: When the next request is due at the steady pace (GCRA's theoretical arrival time).
-        self._due = clock()
+        self._rate = rate_limit  # the pace now; None is "as fast as the workers go"
+        self._due = clock()  # when the next request is due at the steady pace (GCRA)
         self._paused_until = 0.0
+        self._calm_since = clock()
+        self._window_start = clock()
+        self._window_count = 0
+        self._last_rate = 0.0  # requests/s measured over the last full second
         #: How many times a 429 paused the run, and for how long in all (seconds); for the report.
         self.pauses = 0
         self.paused_s = 0.0
 
+    @property
+    def rate(self) -> float | None:
+        """The current pace in requests per second (None: unpaced)."""
+        return self._rate
+
     def wait(self) -> None:
-        """Block until a request may leave: after any pause, and within the rate limit.
+        """Block until a request may leave: after any pause, and within the pace.
 
         Each caller reserves its slot under the lock, then sleeps outside it.
         """
         with self._lock:
             now = self._clock()
+            self._measure(now)
+            self._recover(now)
             start = max(now, self._paused_until)
-            if self._interval:
-                start = max(start, self._due - self._slack)
-                self._due = max(self._due, start) + self._interval
+            if self._rate:
+                interval = 1.0 / self._rate
+                slack = (self._burst - 1) * interval
+                start = max(start, self._due - slack)
+                self._due = max(self._due, start) + interval
         if start > now:
             self._sleep(start - now)
 
     def pause(self, seconds: float) -> None:
-        """Hold every worker for ``seconds`` (a 429's Retry-After)."""
+        """Hold every worker for ``seconds`` (a 429's Retry-After) and slow the pace down.
+
+        The other 429s of the same burst arrive while the run is paused; they extend the pause
+        but do not slow the pace again.
+        """
         with self._lock:
-            until = self._clock() + seconds
+            now = self._clock()
+            already_paused = now < self._paused_until
+            until = now + seconds
             if until > self._paused_until:
-                self.pauses += 1
-                self.paused_s += until - max(self._paused_until, self._clock())
+                self.paused_s += until - max(self._paused_until, now)
                 self._paused_until = until
+            self._calm_since = self._paused_until
+            if already_paused:
+                return
+            self.pauses += 1
+            sending = self._last_rate or (self._window_count / max(now - self._window_start, 1e-3))
+            slower = max(MIN_RATE, min(sending, self._rate or sending) * SLOW_DOWN)
+            if self._rate is None or slower < self._rate:
+                self._rate = slower
+
+    def _measure(self, now: float) -> None:
+        self._window_count += 1
+        if now - self._window_start >= 1.0:
+            self._last_rate = self._window_count / (now - self._window_start)
+            self._window_start, self._window_count = now, 0
+
+    def _recover(self, now: float) -> None:
+        if self._rate is None or now - self._calm_since < 1.0:
+            return
+        self._calm_since = now
+        faster = self._rate * SPEED_UP
+        if self.rate_limit is not None:
+            self._rate = min(faster, self.rate_limit)
+        elif faster > 4 * max(self._last_rate, MIN_RATE):
+            self._rate = None  # far above what the workers send anyway: unpaced again
+        else:
+            self._rate = faster

@@ -119,7 +119,7 @@ class Sandbox:
         self._script: collections.deque[tuple[str, int | None]] = collections.deque()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._tokens = 0.0
+        self._tokens = float("inf")  # capped at one second's worth on first use: a full bucket
         self._token_time = time.monotonic()
         self._expected_auth = ""
         self.rotate_key(api_key)

@@ -1,0 +1,180 @@
+"""A whole push against the sandbox over HTTP, under injected faults: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+
+from airflow_provider_juspay.client import JuspayClient
+from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts
+from airflow_provider_juspay.fulfilment import FulfilmentRecord, Outcome
+from airflow_provider_juspay.sync.engine import dry_run_send, push
+from airflow_provider_juspay.sync.pacer import Pacer
+from airflow_provider_juspay.sync.report import ReportBuilder
+from tests.conftest import API_KEY, MERCHANT_ID
+
+N = 400
+
+
+def rows(n=N, prefix="E"):
+    for i in range(n):
+        yield {
+            "order_id": f"{prefix}-{i}",
+            "fulfillment_status": "SUCCESS",
+            "fulfillment_command": "NO_ACTION",
+        }
+
+
+@pytest.fixture
+def client(sandbox):
+    config = ClientConfig(
+        base_url=sandbox.base_url,
+        merchant_id=MERCHANT_ID,
+        api_key=API_KEY,
+        timeouts=Timeouts(connect=1, read=0.3),
+        retry=RetryPolicy(max_attempts=6, initial_wait=0.005, max_wait=0.02, jitter=0.005),
+        pool_size=16,
+    )
+    with JuspayClient(config) as c:
+        yield c
+
+
+def run(client, source, pacer=None, concurrency=16):
+    pacer = pacer or Pacer(None)
+    return push(
+        source,
+        make_record=FulfilmentRecord.from_mapping,
+        send=partial(client.fulfil, pacer=pacer),
+        max_concurrency=concurrency,
+        report=ReportBuilder(),
+    )
+
+
+def assert_every_row_has_one_outcome(report, n=N):
+    assert report["total"] == n
+    assert sum(report["counts"].values()) == n
+
+
+FAULTS = {
+    "5xx burst": {"error_rate": 0.3},
+    "429 with Retry-After": {"rate_limit": 800, "retry_after": 0.01},
+    "hangs past the timeout": {"hang_rate": 0.05, "hang_seconds": 1.0},
+    "dropped connections": {"drop_rate": 0.1},
+    "lost replies": {"drop_after_accept_rate": 0.1},
+    "a mix": {
+        "error_rate": 0.1,
+        "drop_rate": 0.05,
+        "drop_after_accept_rate": 0.05,
+        "hang_rate": 0.02,
+        "hang_seconds": 1.0,
+    },
+}
+
+
+@pytest.mark.parametrize("faults", FAULTS.values(), ids=FAULTS.keys())
+def test_faults_lose_nothing_and_double_nothing(client, sandbox, faults):
+    sandbox.configure(**faults)
+    outcome = run(client, rows())
+    report = outcome.report
+    assert_every_row_has_one_outcome(report)
+    assert sandbox.doubles() == {}, "a command was accepted twice"
+    delivered = report["counts"]["sent"] + report["counts"]["already_fulfilled"]
+    accepted = {order for order, _ in sandbox.accepted}
+    assert delivered == len(accepted), "every delivered outcome matches one accepted command"
+    assert report["counts"]["failed"] == len(report["failures"]) or len(report["failures"]) == 100
+    assert delivered >= N * 0.95, report
+
+
+def test_429_pauses_the_whole_run_and_every_record_gets_through(sandbox):
+    sandbox.configure(rate_limit=150, retry_after=0.05)
+    config = ClientConfig(
+        base_url=sandbox.base_url,
+        merchant_id=MERCHANT_ID,
+        api_key=API_KEY,
+        retry=RetryPolicy(max_attempts=6, initial_wait=0.01, max_wait=1.0),
+    )
+    pacer = Pacer(None)
+    with JuspayClient(config) as patient:
+        report = run(patient, rows(), pacer=pacer).report
+    assert_every_row_has_one_outcome(report)
+    assert report["counts"]["sent"] == N
+    assert pacer.pauses > 0, "a 429 paused every worker"
+
+
+def test_rate_limit_keeps_under_the_servers_limit(client, sandbox):
+    sandbox.configure(rate_limit=400)
+    report = run(client, rows(200), pacer=Pacer(300, burst=10)).report
+    assert report["counts"]["sent"] == 200
+    assert sandbox.status_counts[429] == 0, "paced below the limit, Juspay never throttled"
+
+
+def test_bad_rows_are_reported_and_do_not_stop_good_ones(client, sandbox):
+    bad = [
+        {"order_id": None, "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
+        {"order_id": "B-enum", "fulfillment_status": "DONE", "fulfillment_command": "NO_ACTION"},
+        {"order_id": "B-cmd", "fulfillment_status": "SUCCESS", "fulfillment_command": "TELEPORT"},
+        {
+            "order_id": "B-time",
+            "fulfillment_status": "SUCCESS",
+            "fulfillment_command": "NO_ACTION",
+            "fulfillment_time": "last tuesday",
+        },
+        {
+            "order_id": "B-huge",
+            "fulfillment_status": "SUCCESS",
+            "fulfillment_command": "NO_ACTION",
+            "fulfillment_data": "x" * 50_000,
+        },
+        {"order_id": "B-ctrl\x00", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
+        ["not", "a", "mapping"],
+    ]
+    good = [
+        {"order_id": "G/1 ?#%", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
+        {"order_id": "G-ünïcødé-✓", "fulfillment_status": "success", "fulfillment_command": "invoice"},
+        *rows(20, "G"),
+    ]
+    report = run(client, [*bad[:4], *good, *bad[4:]]).report
+    assert_every_row_has_one_outcome(report, len(bad) + len(good))
+    assert report["counts"]["invalid"] == len(bad) and report["counts"]["sent"] == len(good)
+    failures = {f["order_id"]: f for f in report["failures"]}
+    assert "DONE" in failures["B-enum"]["message"] and "fulfillment_status" in failures["B-enum"]["message"]
+    assert "last tuesday" in failures["B-time"]["message"]
+    assert {("G/1 ?#%", "NO_ACTION"), ("G-ünïcødé-✓", "INVOICE")} <= set(sandbox.accepted)
+
+
+def test_key_revoked_mid_run_stops_it_and_counts_the_rest_not_attempted(client, sandbox):
+    def source():
+        for i, row in enumerate(rows()):
+            if i == 100:
+                sandbox.rotate_key("sk_test_rotated_key_999")
+            yield row
+
+    outcome = run(client, source())
+    report = outcome.report
+    assert_every_row_has_one_outcome(report)
+    assert outcome.stopped_by is not None and outcome.stopped_by.http_status == 401
+    assert report["counts"]["not_attempted"] >= N - 100 - 2 * 16
+    assert report["counts"]["sent"] >= 100 - 2 * 16
+    assert sandbox.status_counts[401] <= 2 * 16, "requests stop soon after the first 401"
+
+
+def test_dry_run_sends_nothing():
+    report = push(
+        rows(10),
+        make_record=FulfilmentRecord.from_mapping,
+        send=dry_run_send,
+        max_concurrency=1,
+        report=ReportBuilder(dry_run=True),
+    ).report
+    assert report["counts"]["not_attempted"] == 10 and report["dry_run"] is True
+
+
+def test_hundreds_of_concurrent_connections_with_latency(sandbox):
+    sandbox.configure(latency=0.05)
+    config = ClientConfig(base_url=sandbox.base_url, merchant_id=MERCHANT_ID, api_key=API_KEY, pool_size=200)
+    with JuspayClient(config) as wide:
+        report = run(wide, rows(600), concurrency=200).report
+    assert report["counts"]["sent"] == 600
+    assert sandbox.status_counts[200] == 600
+    assert Outcome.SENT.value in report["counts"]
