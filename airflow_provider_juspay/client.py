@@ -151,7 +151,8 @@ class JuspayClient:
                     Outcome.ALREADY_FULFILLED, http_status=exc.http_status, error_code=ALREADY_EXISTS
                 )
             outcome = Outcome.REJECTED if isinstance(exc, Rejected) else Outcome.FAILED
-            return result(outcome, http_status=exc.http_status, error_code=exc.error_code, message=str(exc))
+            message = exc.detail or str(exc)
+            return result(outcome, http_status=exc.http_status, error_code=exc.error_code, message=message)
         return result(Outcome.SENT, http_status=status)
 
     def get_order_status(self, order_id: str) -> dict[str, Any]:
@@ -252,8 +253,14 @@ def _error_for(status: int, payload: Mapping[str, Any], order_id: str, retry_aft
     info = payload.get("error_info") if isinstance(payload.get("error_info"), dict) else {}
     code = info.get("code") or payload.get("error_code") or None
     text = payload.get("error_message") or info.get("developer_message") or info.get("user_message")
-    message = f"HTTP {status}" + (f" {code}" if code else "") + (f": {str(text).strip()}" if text else "")
-    kwargs: dict[str, Any] = {"order_id": order_id, "http_status": status, "error_code": code}
+    detail = str(text).strip() if text else None
+    message = f"HTTP {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")
+    kwargs: dict[str, Any] = {
+        "order_id": order_id,
+        "http_status": status,
+        "error_code": code,
+        "detail": detail,
+    }
     if status in (401, 403):
         return AuthError(message, **kwargs)
     if status == 429:

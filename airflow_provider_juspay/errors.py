@@ -67,10 +67,13 @@ class ApiError(JuspayError):
         order_id: str | None = None,
         http_status: int | None = None,
         error_code: str | None = None,
+        detail: str | None = None,
     ) -> None:
         self.order_id = order_id
         self.http_status = http_status
         self.error_code = error_code
+        #: Juspay's own words (``error_message``), without our prefix; for reports.
+        self.detail = detail
         super().__init__(message)
 
 

@@ -1,4 +1,9 @@
-"""`make demo`: the bundled sandbox, a throw-away Airflow home, `airflow dags test`, a readable report."""
+"""`make demo`: the nightly DAG end to end on embedded defaults, with a readable report at the end.
+
+A SQLite warehouse gets a day of orders (most paid, some unknown to Juspay, a few with bad values);
+the bundled sandbox answers with about 20 ms latency and some transient faults; `airflow dags test`
+runs the nightly DAG in a throw-away AIRFLOW_HOME; the report comes from the task's XCom.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,23 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import closing
+from datetime import date, timedelta
 from pathlib import Path
+
+from airflow_provider_juspay.sync.report import format_report
+from airflow_provider_juspay.testing.warehouse import seed_warehouse
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".demo"
-DAG_ID = "juspay_fulfil_from_upstream"
+DAG_ID = "juspay_nightly_sync"
+DAY = date(2026, 11, 26)
+ROWS = 3000
 API_KEY = "sk_demo_not_a_real_key_42"
 MERCHANT_ID = "demo_merchant"
 
@@ -25,11 +38,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_sandbox(port: int) -> subprocess.Popen:
+def start_sandbox(port: int, orders_file: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "airflow_provider_juspay.testing.sandbox",
-            "--port", str(port), "--api-key", API_KEY, "--merchant-id", MERCHANT_ID, "--latency-ms", "20",
+            sys.executable, "-m", "airflow_provider_juspay.testing.sandbox", "--port", str(port),
+            "--api-key", API_KEY, "--merchant-id", MERCHANT_ID, "--orders-file", str(orders_file),
+            "--latency-ms", "20", "--error-rate", "0.02", "--drop-rate", "0.005", "--seed", "1",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -42,15 +56,38 @@ def start_sandbox(port: int) -> subprocess.Popen:
     return proc
 
 
-def sandbox_get(port: int, what: str) -> object:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/__sandbox/{what}", timeout=10) as response:
+def sandbox_state(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/__sandbox/state", timeout=10) as response:
         return json.load(response)
+
+
+def task_report(home: Path) -> dict | None:
+    """The pushed report (return value, or the ``report`` key of a failed task) from the metadata DB."""
+    with closing(sqlite3.connect(home / "airflow.db")) as db:
+        row = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND key IN ('return_value', 'report') "
+            "ORDER BY timestamp DESC LIMIT 1",
+            (DAG_ID,),
+        ).fetchone()
+    if row is None:
+        return None
+    value = row[0]
+    value = json.loads(value) if isinstance(value, (str, bytes)) else value
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     home = WORK / "airflow_home"
     home.mkdir(parents=True)
+    with closing(sqlite3.connect(WORK / "warehouse.db")) as db:
+        seeded = seed_warehouse(db, DAY, ROWS)
+    orders_file = WORK / "juspay_orders.json"
+    orders_file.write_text(json.dumps({order_id: "NOT_FOUND" for order_id in seeded.unknown_ids}))
+    print(
+        f"Warehouse {WORK / 'warehouse.db'}: {seeded.total} fulfilments on {DAY} "
+        f"({seeded.good} paid, {seeded.unknown} unknown to Juspay, {seeded.bad} with bad values)"
+    )
     port = free_port()
     env = {
         **os.environ,
@@ -65,32 +102,38 @@ def main() -> None:
                 "host": f"http://127.0.0.1:{port}",
             }
         ),
+        "AIRFLOW_CONN_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(WORK / "warehouse.db")}),
     }
-    sandbox = start_sandbox(port)
+    sandbox = start_sandbox(port, orders_file)
     try:
         print(f"Preparing a throw-away Airflow home in {home} ...")
         subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
         )
-        print(f"Running `airflow dags test {DAG_ID}` (task log in {WORK / 'dag_test.log'}) ...")
+        # A manual run's data interval ends at its logical date: the run of DAY + 1 covers DAY.
+        logical_date = (DAY + timedelta(days=1)).isoformat()
+        print(f"Running `airflow dags test {DAG_ID} {logical_date}`: the data interval is {DAY}")
+        print(f"  (task log: {WORK / 'dag_test.log'}) ...")
         started = time.monotonic()
         with open(WORK / "dag_test.log", "w") as log:
             done = subprocess.run(
-                [sys.executable, "-m", "airflow", "dags", "test", DAG_ID], env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, logical_date],
+                env=env,
+                stdout=log,
+                stderr=log,
             )
         elapsed = time.monotonic() - started
-        requests = sandbox_get(port, "requests?last=50")
-        print(f"\nWhat Juspay (the sandbox) received and answered, in {elapsed:.1f}s:")
-        print(f"  {'order id':<12} {'command':<18} {'status':<8} {'time':<20} answer")
-        for r in requests:
-            form = r["form"]
-            print(
-                f"  {r['order_id']:<12} {form.get('fulfillment_command', ''):<18} "
-                f"{form.get('fulfillment_status', ''):<8} {form.get('fulfillment_time', '-'):<20} "
-                f"HTTP {r['status']}"
-            )
-        print(f"\nSandbox totals: {sandbox_get(port, 'state')}")
-        print("DAG run:", "success" if done.returncode == 0 else f"FAILED (see {WORK / 'dag_test.log'})")
+        report = task_report(home)
+        print()
+        print(format_report(report) if report else "No report was pushed; see the task log.")
+        state = sandbox_state(port)
+        print(
+            f"\nThe sandbox received {state['requests']} requests "
+            f"(answers by HTTP status: {state['statuses']}), "
+            f"accepted {state['accepted']} commands, {state['doubles']} of them twice."
+        )
+        verdict = "succeeded" if done.returncode == 0 else "FAILED"
+        print(f"DAG run {verdict} in {elapsed:.1f}s (with Airflow start-up).")
         sys.exit(done.returncode)
     finally:
         sandbox.terminate()

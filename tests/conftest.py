@@ -16,9 +16,14 @@ os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
 
+import sqlite3  # noqa: E402
+from contextlib import closing  # noqa: E402
+from datetime import date  # noqa: E402
+
 import pytest  # noqa: E402
 
 from airflow_provider_juspay.testing.sandbox import Sandbox  # noqa: E402
+from airflow_provider_juspay.testing.warehouse import seed_warehouse  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "sk_test_SECRET_9f8e7d6c5b4a3921"
@@ -55,6 +60,41 @@ def juspay_conn(sandbox, monkeypatch):
     return "juspay_default"
 
 
+DAY = date(2026, 11, 26)
+SELECT_ALL = "SELECT * FROM fulfilments ORDER BY id"
+
+
+@pytest.fixture
+def warehouse(tmp_path, monkeypatch, sandbox):
+    """A SQLite warehouse (conn ``warehouse``) holding one day of mixed rows; the sandbox knows the unknown."""
+    path = tmp_path / "warehouse.db"
+    with closing(sqlite3.connect(path)) as db:
+        seeded = seed_warehouse(db, DAY, 600)
+    sandbox.orders.update({order_id: "NOT_FOUND" for order_id in seeded.unknown_ids})
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    return seeded
+
+
+@pytest.fixture
+def postgres_warehouse(monkeypatch, sandbox):
+    """The same rows in PostgreSQL (connection ``warehouse_pg``), where .ci/run provides a server."""
+    uri = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
+    if not uri:
+        pytest.skip(
+            "no PostgreSQL: set JUSPAY_TEST_POSTGRES_URI=postgresql://user@127.0.0.1:5432/db (.ci/run does)"
+        )
+    import psycopg2
+
+    with closing(psycopg2.connect(uri)) as db:
+        with db.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS fulfilments")
+        db.commit()
+        seeded = seed_warehouse(db, DAY, 600, placeholder="%s")
+    sandbox.orders.update({order_id: "NOT_FOUND" for order_id in seeded.unknown_ids})
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_PG", uri)
+    return seeded
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated SQLite metadata DB for tests that run real DAGs."""
@@ -80,16 +120,32 @@ class DagRunOutcome:
 def run_dag(dag_id: str, conf: dict | None = None) -> DagRunOutcome:
     """Run a DAG of tests/dags in-process with ``dag.test()`` and read back states and XComs."""
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     dag = DagBag(dag_folder=str(REPO / "tests" / "dags")).get_dag(dag_id)
     dagrun = dag.test(run_conf=conf or {})
     with create_session() as session:
         states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances(session=session)}
-        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == dagrun.run_id)
-        xcom = {(row.task_id, row.key): _xcom_value(row.value) for row in rows}
-    return DagRunOutcome(str(dagrun.state), states, xcom)
+    return DagRunOutcome(str(dagrun.state), states, xcoms(dag_id, dagrun.run_id))
+
+
+def xcoms(dag_id: str, run_id: str | None = None) -> dict[tuple[str, str], object]:
+    """XComs of a DAG run (the latest run when ``run_id`` is None), by (task id, key)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        if run_id is None:
+            run_id = (
+                session.query(DagRun.run_id)
+                .filter(DagRun.dag_id == dag_id)
+                .order_by(DagRun.id.desc())
+                .limit(1)
+                .scalar()
+            )
+        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
+        return {(row.task_id, row.key): _xcom_value(row.value) for row in rows}
 
 
 def _xcom_value(value: object) -> object:

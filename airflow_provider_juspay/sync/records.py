@@ -15,7 +15,11 @@ __all__ = ["validate_rows"]
 def validate_rows(
     rows: Iterable[Mapping[str, Any]], make_record: Callable[[Mapping[str, Any]], FulfilmentRecord]
 ) -> Iterator[Item]:
-    """Yield a record per good row and an ``invalid`` result (with the broken rule) per bad one."""
+    """Yield a record per good row and an ``invalid`` result (with the broken rule) per bad one.
+
+    Messages of bad rows start with the row's number in the source, so a row without an order id
+    can still be found.
+    """
     for row in rows:
         try:
             yield make_record(row)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
-from tests.conftest import API_KEY, REPO, conn_json
+from tests.conftest import API_KEY, DAY, REPO, conn_json, xcoms
 
 pytestmark = pytest.mark.e2e
 
@@ -68,3 +69,55 @@ def test_upstream_example_runs_with_airflow_dags_test(airflow_db, sandbox):
     assert all(r.status == 200 for r in sandbox.requests)
     assert "state=success" in done.stdout + done.stderr
     assert API_KEY not in done.stdout + done.stderr, "the task log shows the API key"
+
+
+def test_nightly_example_pushes_the_days_rows_with_airflow_dags_test(airflow_db, sandbox, warehouse):
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
+        "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
+    }
+    # A manual run's data interval ends at its logical date: the run of DAY + 1 covers DAY's rows.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow",
+            "dags",
+            "test",
+            "juspay_nightly_sync",
+            (DAY + timedelta(days=1)).isoformat(),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = xcoms("juspay_nightly_sync")[("push_fulfilments", "return_value")]
+    assert report["total"] == warehouse.total
+    assert report["counts"]["sent"] == warehouse.good and report["counts"]["rejected"] == warehouse.unknown
+    assert report["counts"]["invalid"] == warehouse.bad
+    assert len(sandbox.accepted) == warehouse.good and sandbox.doubles() == {}
+    assert (
+        "Columns not sent (they name no record field): id, customer_email, updated_at"
+        in done.stdout + done.stderr
+    )
+
+
+def test_nightly_example_sends_nothing_for_a_day_without_rows(airflow_db, sandbox, warehouse):
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
+        "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", "juspay_nightly_sync", DAY.isoformat()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert xcoms("juspay_nightly_sync")[("push_fulfilments", "return_value")]["total"] == 0
+    assert sandbox.requests == []

@@ -70,3 +70,24 @@ def test_unmapped_columns_are_the_ones_naming_no_field():
     assert unmapped_columns(
         ["id", "state", "note", "order_id"], {"id": "order_id", "state": "fulfillment_status"}
     ) == ["note"]
+
+
+def test_postgres_rows_come_through_a_server_side_cursor():
+    import os
+
+    uri = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
+    if not uri:
+        pytest.skip("no PostgreSQL: set JUSPAY_TEST_POSTGRES_URI (.ci/run does)")
+    import psycopg2
+
+    conn = psycopg2.connect(uri)
+    try:
+        rows = stream_query(conn, "SELECT g AS order_id FROM generate_series(1, 5000) AS g", fetch_size=100)
+        assert next(rows) == {"order_id": 1}
+        with conn.cursor() as probe:
+            probe.execute("SELECT name FROM pg_cursors")
+            open_cursors = [name for (name,) in probe.fetchall()]
+        assert any(name.startswith("juspay_bulk_") for name in open_cursors), open_cursors
+        assert sum(1 for _ in rows) == 4999
+    finally:
+        conn.close()

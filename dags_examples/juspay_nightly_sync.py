@@ -1,0 +1,36 @@
+"""Nightly: tell Juspay about every fulfilment the warehouse recorded during the day.
+
+The SQL selects the rows of the run's data interval, so re-running a day or backfilling past days
+(`airflow dags backfill juspay_nightly_sync -s 2026-11-01 -e 2026-11-26`) sends each day's rows.
+Needs a ``juspay_default`` connection and a SQL connection ``warehouse`` (any DbApiHook: SQLite,
+Postgres, Snowflake, ...) holding a ``fulfilments`` table.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
+
+
+@dag(
+    # A real [start, end) interval per day (Airflow 3's plain "@daily" has start == end).
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["juspay", "example"],
+)
+def juspay_nightly_sync():
+    BulkFulfilmentOperator(
+        task_id="push_fulfilments",
+        sql="sql/fulfilments_of_the_interval.sql",
+        sql_conn_id="warehouse",
+        max_concurrency=32,
+        max_failed_ratio=0.2,  # fail loudly when a fifth of the day could not be delivered
+    )
+
+
+juspay_nightly_sync()

@@ -1,0 +1,43 @@
+"""Scale out: the nightly query split into shards, one mapped task each, spread over Airflow's workers.
+
+Each shard reads its slice of the day (``id % SHARDS``) and pushes it with its own connection pool;
+Juspay sees at most ``SHARDS * max_concurrency`` requests in flight, ``SHARDS * rate_limit`` per second.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
+
+SHARDS = 4
+QUERY = """
+SELECT order_id, fulfillment_status, fulfillment_command, fulfillment_time, fulfillment_id,
+       fulfillment_data, routing_id
+FROM fulfilments
+WHERE updated_at >= '{{{{ data_interval_start.isoformat() }}}}'
+  AND updated_at <  '{{{{ data_interval_end.isoformat() }}}}'
+  AND id % {shards} = {shard}
+ORDER BY id
+"""
+
+
+@dag(
+    # A real [start, end) interval per day (Airflow 3's plain "@daily" has start == end).
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    tags=["juspay", "example"],
+)
+def juspay_sharded_sync():
+    BulkFulfilmentOperator.partial(
+        task_id="push_shard",
+        sql_conn_id="warehouse",
+        max_concurrency=16,
+        rate_limit=200,  # per shard
+    ).expand(sql=[QUERY.format(shards=SHARDS, shard=shard) for shard in range(SHARDS)])
+
+
+juspay_sharded_sync()

@@ -1,0 +1,35 @@
+"""DAGs the bulk operator tests run through ``dag.test()``; SQL and connection ids come from the conf."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
+
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+SQL = "{{ dag_run.conf['sql'] }}"
+WAREHOUSE = "{{ dag_run.conf.get('sql_conn_id', 'warehouse') }}"
+
+with DAG("juspay_test_bulk", schedule=None, start_date=START, catchup=False):
+    BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, max_concurrency=8, fetch_size=50)
+
+with DAG("juspay_test_bulk_strict", schedule=None, start_date=START, catchup=False):
+    BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, max_failed_ratio=0.01)
+
+with DAG("juspay_test_bulk_dry_run", schedule=None, start_date=START, catchup=False):
+    BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, dry_run=True)
+
+with DAG(
+    "juspay_test_bulk_records",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    render_template_as_native_obj=True,
+):
+    BulkFulfilmentOperator(
+        task_id="push",
+        records="{{ dag_run.conf['records'] }}",
+        column_map={"order": "order_id"},
+        defaults={"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
+    )
