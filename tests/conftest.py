@@ -66,7 +66,7 @@ SELECT_ALL = "SELECT * FROM fulfilments ORDER BY id"
 
 @pytest.fixture
 def warehouse(tmp_path, monkeypatch, sandbox):
-    """A SQLite warehouse (conn ``warehouse``) holding one day of mixed rows; the sandbox knows the unknown."""
+    """A SQLite warehouse (``warehouse``) with one day of mixed rows; the sandbox knows the unknown ids."""
     path = tmp_path / "warehouse.db"
     with closing(sqlite3.connect(path)) as db:
         seeded = seed_warehouse(db, DAY, 600)
