@@ -129,7 +129,7 @@ def run_dag(dag_id: str, conf: dict | None = None) -> DagRunOutcome:
     return DagRunOutcome(str(dagrun.state), states, xcoms(dag_id, dagrun.run_id))
 
 
-def xcoms(dag_id: str, run_id: str | None = None) -> dict[tuple[str, str], object]:
+def xcoms(dag_id: str, run_id: str | None = None) -> dict[tuple, object]:
     """XComs of a DAG run (the latest run when ``run_id`` is None), by (task id, key)."""
     from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
@@ -145,7 +145,11 @@ def xcoms(dag_id: str, run_id: str | None = None) -> dict[tuple[str, str], objec
                 .scalar()
             )
         rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
-        return {(row.task_id, row.key): _xcom_value(row.value) for row in rows}
+        # Mapped tasks push one value per map index: their keys carry it as a third part.
+        return {
+            (row.task_id, row.key, *([row.map_index] if row.map_index >= 0 else [])): _xcom_value(row.value)
+            for row in rows
+        }
 
 
 def _xcom_value(value: object) -> object:

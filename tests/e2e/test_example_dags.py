@@ -121,3 +121,36 @@ def test_nightly_example_sends_nothing_for_a_day_without_rows(airflow_db, sandbo
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert xcoms("juspay_nightly_sync")[("push_fulfilments", "return_value")]["total"] == 0
     assert sandbox.requests == []
+
+
+def run_example(dag_id: str, sandbox, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
+        "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", dag_id, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_sharded_example_maps_one_task_per_shard_and_covers_every_row_once(airflow_db, sandbox, warehouse):
+    run_example("juspay_sharded_sync", sandbox, (DAY + timedelta(days=1)).isoformat())
+    reports = [v for (task, key, *_), v in xcoms("juspay_sharded_sync").items() if key == "return_value"]
+    assert len(reports) == 4, "one mapped task per shard"
+    assert sum(r["total"] for r in reports) == warehouse.total
+    assert sum(r["counts"]["sent"] for r in reports) == warehouse.good
+    assert sandbox.doubles() == {} and len(sandbox.accepted) == warehouse.good
+
+
+def test_xcom_example_refunds_every_returned_parcel(airflow_db, sandbox):
+    run_example("juspay_bulk_from_xcom", sandbox)
+    report = xcoms("juspay_bulk_from_xcom")[("start_refunds", "return_value")]
+    assert report["counts"]["sent"] == report["total"] == 200
+    assert {command for _, command in sandbox.accepted} == {"INITIATE_REFUND"}
