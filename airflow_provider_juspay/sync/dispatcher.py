@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from airflow_provider_juspay.errors import AuthError
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
 
-__all__ = ["DEFAULT_MAX_CONCURRENCY", "Dispatcher", "Item"]
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "Dispatcher", "Item", "not_attempted"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Dispatcher:
                         yield item
                         continue
                     if self._stop.is_set():
-                        yield _not_attempted(item)
+                        yield not_attempted(item)
                         continue
                     pending.add(pool.submit(self._send_one, item))
                     while len(pending) >= window:
@@ -82,13 +82,13 @@ class Dispatcher:
             if isinstance(item, FulfilmentResult):
                 yield item
             elif self._stop.is_set():
-                yield _not_attempted(item)
+                yield not_attempted(item)
             else:
                 yield self._send_one(item)
 
     def _send_one(self, record: FulfilmentRecord) -> FulfilmentResult:
         if self._stop.is_set():
-            return _not_attempted(record)
+            return not_attempted(record)
         try:
             return self.send(record)
         except AuthError as exc:
@@ -107,10 +107,13 @@ class Dispatcher:
             )
 
 
-def _not_attempted(record: FulfilmentRecord) -> FulfilmentResult:
+def not_attempted(
+    record: FulfilmentRecord, reason: str = "the run stopped before this record"
+) -> FulfilmentResult:
+    """The result of a record that was never sent."""
     return FulfilmentResult(
         order_id=record.order_id,
         outcome=Outcome.NOT_ATTEMPTED,
-        message="not sent: the run stopped before this record",
+        message=f"not sent: {reason}",
         command=record.fulfillment_command,
     )

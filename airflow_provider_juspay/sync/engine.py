@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_juspay.errors import AuthError
-from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
-from airflow_provider_juspay.sync.dispatcher import Dispatcher
+from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult
+from airflow_provider_juspay.sync.dispatcher import Dispatcher, not_attempted
 from airflow_provider_juspay.sync.records import validate_rows
 from airflow_provider_juspay.sync.report import ReportBuilder
 
@@ -40,9 +40,4 @@ def push(
 
 def dry_run_send(record: FulfilmentRecord) -> FulfilmentResult:
     """Stands in for the client in a dry run: the record is valid, and nothing is sent."""
-    return FulfilmentResult(
-        order_id=record.order_id,
-        outcome=Outcome.NOT_ATTEMPTED,
-        message="dry run: valid, not sent",
-        command=record.fulfillment_command,
-    )
+    return not_attempted(record, "dry run (the record is valid)")
