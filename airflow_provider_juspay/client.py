@@ -138,6 +138,7 @@ class JuspayClient:
                 outcome=outcome,
                 attempts=attempts,
                 command=record.fulfillment_command,
+                fulfillment_id=record.fulfillment_id,
                 **kwargs,
             )
 

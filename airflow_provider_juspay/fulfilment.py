@@ -111,6 +111,7 @@ class FulfilmentResult:
     message: str | None = None
     attempts: int = 0
     command: str | None = None
+    fulfillment_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, for XCom and reports."""

@@ -104,6 +104,7 @@ class Dispatcher:
                 message=str(exc),
                 attempts=1,
                 command=record.fulfillment_command,
+                fulfillment_id=record.fulfillment_id,
             )
 
 
@@ -116,4 +117,5 @@ def not_attempted(
         outcome=Outcome.NOT_ATTEMPTED,
         message=f"not sent: {reason}",
         command=record.fulfillment_command,
+        fulfillment_id=record.fulfillment_id,
     )
