@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_juspay.fulfilment import RECORD_FIELDS, FulfilmentResult
-from airflow_provider_juspay.hooks.juspay import JuspayHook
-from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY, Dispatcher
-from airflow_provider_juspay.sync.engine import dry_run_send, push
+from airflow_provider_juspay.ledger import CHANGED_AFTER_DELIVERY
+from airflow_provider_juspay.operators._base import FulfilmentOperatorBase, db_api_hook
+from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
+from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
 from airflow_provider_juspay.sync.pacer import Pacer
-from airflow_provider_juspay.sync.records import validate_rows
 from airflow_provider_juspay.sync.report import (
     DEFAULT_MAX_FAILURES_LISTED,
     ReportBuilder,
@@ -33,7 +31,7 @@ __all__ = ["BulkFulfilmentOperator", "FulfilmentSyncOperator"]
 SHORT_LIST = 100
 
 
-class FulfilmentSyncOperator(BaseOperator):
+class FulfilmentSyncOperator(FulfilmentOperatorBase):
     """Send the fulfilment of one order, or of a short list of orders, to Juspay.
 
     Give either the fields of one order (``order_id``, ``fulfillment_status``, ...) or ``records``, a
@@ -43,15 +41,16 @@ class FulfilmentSyncOperator(BaseOperator):
     fails when any record ends ``rejected``, ``failed`` or ``invalid``, unless ``fail_on_error=False``;
     the results are pushed to XCom under ``results`` first so a notifier can name the orders.
 
-    :param juspay_conn_id: the ``juspay`` connection, default ``juspay_default``.
     :param records: mappings with record fields (or source names mapped by ``column_map``).
-    :param column_map: ``{"source_column": "field"}`` renames for ``records``.
-    :param defaults: values for fields a record lacks, e.g. ``{"fulfillment_command": "NO_ACTION"}``.
     :param fail_on_error: fail the task when any record was not delivered (default True).
+
+    ``juspay_conn_id``, ``column_map``, ``defaults``, ``ledger_conn_id``, ``ledger_table`` and
+    ``on_change`` are as for every fulfilment operator (see ``FulfilmentOperatorBase``).
     """
 
     template_fields: Sequence[str] = (
         "juspay_conn_id",
+        "ledger_conn_id",
         *RECORD_FIELDS[:7],
         "records",
         "defaults",
@@ -71,9 +70,6 @@ class FulfilmentSyncOperator(BaseOperator):
         fulfillment_data: Any = None,
         routing_id: str | None = None,
         records: Any = None,
-        column_map: Mapping[str, str] | None = None,
-        defaults: Mapping[str, Any] | None = None,
-        juspay_conn_id: str = JuspayHook.default_conn_name,
         fail_on_error: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -88,14 +84,7 @@ class FulfilmentSyncOperator(BaseOperator):
         self.fulfillment_data = fulfillment_data
         self.routing_id = routing_id
         self.records = records
-        self.column_map = column_map
-        self.defaults = defaults
-        self.juspay_conn_id = juspay_conn_id
         self.fail_on_error = fail_on_error
-
-    @cached_property
-    def hook(self) -> JuspayHook:
-        return JuspayHook(self.juspay_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         single = self.records is None
@@ -104,13 +93,16 @@ class FulfilmentSyncOperator(BaseOperator):
             self.log.warning(
                 "%d records: BulkFulfilmentOperator sends them concurrently, with a report", len(rows)
             )
-
-        def make_record(row: Mapping[str, Any]) -> Any:
-            return self.hook.make_record(row, self.column_map, self.defaults)
-
-        dispatcher = Dispatcher(self.hook.client.fulfil, max_concurrency=1)
         try:
-            results = list(dispatcher.run(validate_rows(rows, make_record)))
+            with self.open_ledger(context) as ledger:
+                run = Push(
+                    make_record=self.make_record,
+                    send=self.hook.client.fulfil,
+                    max_concurrency=1,
+                    ledger=ledger,
+                    on_change=self.on_change,
+                )
+                results = list(run.results(rows))
         finally:
             self.hook.close()
         for result in results:
@@ -121,7 +113,7 @@ class FulfilmentSyncOperator(BaseOperator):
                 f" ({result.error_code}: {result.message})" if result.error_code else "",
             )
         payload = [r.to_dict() for r in results]
-        if dispatcher.stopped_by is not None:
+        if run.stopped_by is not None:
             context["ti"].xcom_push(key="results", value=payload)
             raise AirflowFailException(f"Juspay refused the credentials of {self.juspay_conn_id!r}")
         self._raise_on_failures(results, context, payload)
@@ -157,7 +149,7 @@ def _as_rows(records: Any) -> list[Mapping[str, Any]]:
     return list(records)
 
 
-class BulkFulfilmentOperator(BaseOperator):
+class BulkFulfilmentOperator(FulfilmentOperatorBase):
     """Push many fulfilments to Juspay concurrently, under a rate limit, and return a report.
 
     Rows come from exactly one source: ``records`` (a list of mappings, e.g. an upstream task's
@@ -175,13 +167,18 @@ class BulkFulfilmentOperator(BaseOperator):
     :param parameters: bind parameters for ``sql`` in the driver's style.
     :param max_concurrency: requests in flight at once (default 16).
     :param rate_limit: requests per second over all workers (default: no cap); a 429 pauses all.
-    :param dry_run: validate and report, send nothing (valid rows count as ``not_attempted``).
+    :param dry_run: validate and report, send nothing and write no ledger (valid rows count
+        ``not_attempted``).
     :param max_failed_ratio: fail the task above this share of failures (default: never).
+
+    ``juspay_conn_id``, ``column_map``, ``defaults``, ``ledger_conn_id``, ``ledger_table`` and
+    ``on_change`` are as for every fulfilment operator (see ``FulfilmentOperatorBase``).
     """
 
     template_fields: Sequence[str] = (
         "juspay_conn_id",
         "sql_conn_id",
+        "ledger_conn_id",
         "sql",
         "parameters",
         "records",
@@ -199,9 +196,6 @@ class BulkFulfilmentOperator(BaseOperator):
         sql: str | None = None,
         sql_conn_id: str | None = None,
         parameters: Any = None,
-        column_map: Mapping[str, str] | None = None,
-        defaults: Mapping[str, Any] | None = None,
-        juspay_conn_id: str = JuspayHook.default_conn_name,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         rate_limit: float | None = None,
         fetch_size: int = DEFAULT_FETCH_SIZE,
@@ -223,9 +217,6 @@ class BulkFulfilmentOperator(BaseOperator):
         self.sql = sql
         self.sql_conn_id = sql_conn_id
         self.parameters = parameters
-        self.column_map = column_map
-        self.defaults = defaults
-        self.juspay_conn_id = juspay_conn_id
         self.max_concurrency = max_concurrency
         self.rate_limit = rate_limit
         self.fetch_size = fetch_size
@@ -233,9 +224,8 @@ class BulkFulfilmentOperator(BaseOperator):
         self.max_failed_ratio = max_failed_ratio
         self.max_failures_listed = max_failures_listed
 
-    @cached_property
-    def hook(self) -> JuspayHook:
-        return JuspayHook(self.juspay_conn_id, pool_size=self.max_concurrency)
+    def hook_pool_size(self) -> int | None:
+        return self.max_concurrency
 
     def execute(self, context: Context) -> dict[str, Any]:
         report = ReportBuilder(
@@ -244,41 +234,56 @@ class BulkFulfilmentOperator(BaseOperator):
             max_failures=self.max_failures_listed,
             log=self.log,
         )
-        if self.dry_run:
-            send, concurrency = dry_run_send, 1
-        else:
-            pacer = Pacer(self.rate_limit)
-            client = self.hook.client
-
-            def send(record: Any) -> FulfilmentResult:
-                return client.fulfil(record, pacer=pacer)
-
-            concurrency = self.max_concurrency
-
-        def make_record(row: Mapping[str, Any]) -> Any:
-            return self.hook.make_record(row, self.column_map, self.defaults)
-
         try:
-            outcome = push(
-                self._rows(), make_record=make_record, send=send, max_concurrency=concurrency, report=report
-            )
+            if self.dry_run:
+                outcome = push(self._rows(), report=report, make_record=self.make_record, send=dry_run_send)
+            else:
+                pacer = Pacer(self.rate_limit)
+                client = self.hook.client
+
+                def send(record: Any) -> FulfilmentResult:
+                    return client.fulfil(record, pacer=pacer)
+
+                with self.open_ledger(context) as ledger:
+                    outcome = push(
+                        self._rows(),
+                        report=report,
+                        make_record=self.make_record,
+                        send=send,
+                        max_concurrency=self.max_concurrency,
+                        ledger=ledger,
+                        on_change=self.on_change,
+                    )
         finally:
             self.hook.close()
         self.log.info("%s", format_report(outcome.report))
-        if outcome.stopped_by is not None:
-            context["ti"].xcom_push(key="report", value=outcome.report)
-            raise AirflowFailException(
-                f"Juspay refused the credentials of {self.juspay_conn_id!r} ({outcome.stopped_by}); "
-                f"{outcome.report['counts']['not_attempted']} records were not attempted"
-            )
-        ratio = failed_ratio(outcome.report)
-        if self.max_failed_ratio is not None and ratio > self.max_failed_ratio:
-            context["ti"].xcom_push(key="report", value=outcome.report)
-            raise AirflowException(
-                f"{ratio:.1%} of {outcome.report['total']} records were rejected, failed or invalid, "
-                f"over max_failed_ratio {self.max_failed_ratio:.1%}: {outcome.report['errors']}"
-            )
+        self._raise_on_failures(outcome.report, outcome.stopped_by, context)
         return outcome.report
+
+    def _raise_on_failures(
+        self, report: dict[str, Any], stopped_by: Exception | None, context: Context
+    ) -> None:
+        """Fail the task, after pushing the report under ``report``, when the run cannot be called done."""
+        problem: Exception | None = None
+        ratio = failed_ratio(report)
+        if stopped_by is not None:
+            problem = AirflowFailException(
+                f"Juspay refused the credentials of {self.juspay_conn_id!r} ({stopped_by}); "
+                f"{report['counts']['not_attempted']} records were not attempted"
+            )
+        elif report["errors"].get(CHANGED_AFTER_DELIVERY):
+            problem = AirflowException(
+                f"{report['errors'][CHANGED_AFTER_DELIVERY]} delivered fulfilments changed since "
+                "(on_change='fail'); see the report's failures"
+            )
+        elif self.max_failed_ratio is not None and ratio > self.max_failed_ratio:
+            problem = AirflowException(
+                f"{ratio:.1%} of {report['total']} records were rejected, failed or invalid, "
+                f"over max_failed_ratio {self.max_failed_ratio:.1%}: {report['errors']}"
+            )
+        if problem is not None:
+            context["ti"].xcom_push(key="report", value=report)
+            raise problem
 
     def _known_total(self) -> int | None:
         if self.records is None:
@@ -295,25 +300,13 @@ class BulkFulfilmentOperator(BaseOperator):
                 self._log_unmapped(list(rows[0]))
             yield from rows
             return
-        db = self._sql_hook().get_conn()
+        db = db_api_hook(self.sql_conn_id).get_conn()
         try:
             yield from stream_query(
                 db, self.sql, self.parameters, fetch_size=self.fetch_size, on_columns=self._log_unmapped
             )
         finally:
             db.close()
-
-    def _sql_hook(self) -> Any:
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-        from airflow.sdk import BaseHook
-
-        hook = BaseHook.get_connection(self.sql_conn_id).get_hook()
-        if not isinstance(hook, DbApiHook):
-            raise AirflowException(
-                f"connection {self.sql_conn_id!r} gives a {type(hook).__name__}, not a DbApiHook: "
-                "sql_conn_id must name a SQL database connection"
-            )
-        return hook
 
     def _log_unmapped(self, columns: list[str]) -> None:
         ignored = unmapped_columns(columns, self.column_map)

@@ -1,0 +1,99 @@
+"""What both fulfilment operators share: the Juspay hook, record validation and the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.hooks.juspay import JuspayHook
+from airflow_provider_juspay.ledger import DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    from airflow.sdk import Context
+
+
+class FulfilmentOperatorBase(BaseOperator):
+    """Stores the shared arguments; every connection is looked up in ``execute``, never at parse time.
+
+    :param juspay_conn_id: the ``juspay`` connection, default ``juspay_default``.
+    :param column_map: ``{"source_column": "field"}`` renames.
+    :param defaults: values for fields a row lacks, e.g. ``{"fulfillment_command": "NO_ACTION"}``.
+    :param ledger_conn_id: a SQL connection (any ``DbApiHook``) holding the delivery ledger; when set,
+        delivered keys are skipped and every attempt is recorded, so reruns and backfills are safe.
+    :param ledger_table: the ledger's table, created when missing.
+    :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
+    """
+
+    def __init__(
+        self,
+        *,
+        juspay_conn_id: str = JuspayHook.default_conn_name,
+        column_map: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        ledger_conn_id: str | None = None,
+        ledger_table: str = DEFAULT_TABLE,
+        on_change: str = "send",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if on_change not in ON_CHANGE:
+            raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
+        self.juspay_conn_id = juspay_conn_id
+        self.column_map = column_map
+        self.defaults = defaults
+        self.ledger_conn_id = ledger_conn_id
+        self.ledger_table = ledger_table
+        self.on_change = on_change
+
+    def hook_pool_size(self) -> int | None:
+        """Connections the Juspay hook keeps open (the bulk operator sizes it to its concurrency)."""
+        return None
+
+    @cached_property
+    def hook(self) -> JuspayHook:
+        return JuspayHook(self.juspay_conn_id, pool_size=self.hook_pool_size())
+
+    def make_record(self, row: Mapping[str, Any]) -> FulfilmentRecord:
+        """Validate one row with the connection's zone and commands, and this task's renames."""
+        return self.hook.make_record(row, self.column_map, self.defaults)
+
+    @contextmanager
+    def open_ledger(self, context: Context) -> Iterator[Ledger | None]:
+        """The ledger of this task try (None without ``ledger_conn_id``); its connection closes after."""
+        if not self.ledger_conn_id:
+            yield None
+            return
+        connection = db_api_hook(self.ledger_conn_id).get_conn()
+        try:
+            ti = context["ti"]
+            ledger = Ledger(
+                connection,
+                merchant_id=self.hook.config.merchant_id,
+                table=self.ledger_table,
+                run=RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, try_number=ti.try_number),
+            )
+            ledger.ensure_table()
+            yield ledger
+        finally:
+            connection.close()
+
+
+def db_api_hook(conn_id: str) -> DbApiHook:
+    """The hook of a SQL connection; anything but a ``DbApiHook`` is refused by name."""
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    from airflow.sdk import BaseHook
+
+    hook = BaseHook.get_connection(conn_id).get_hook()
+    if not isinstance(hook, DbApiHook):
+        raise AirflowException(
+            f"connection {conn_id!r} gives a {type(hook).__name__}, not a DbApiHook: "
+            "it must name a SQL database"
+        )
+    return hook
