@@ -1,0 +1,160 @@
+"""The ledger on SQLite and PostgreSQL: reruns send nothing twice, failures are resent, changes follow on_change."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from functools import partial
+
+import pytest
+
+from airflow_provider_juspay.client import JuspayClient
+from airflow_provider_juspay.config import ClientConfig, RetryPolicy
+from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.ledger import Ledger, RunInfo
+from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.report import ReportBuilder
+from tests.conftest import API_KEY, MERCHANT_ID
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        conn = sqlite3.connect(tmp_path / "ledger.db")
+    else:
+        uri = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
+        if not uri:
+            pytest.skip("no PostgreSQL: set JUSPAY_TEST_POSTGRES_URI (.ci/run does)")
+        import psycopg2
+
+        conn = psycopg2.connect(uri)
+        with conn.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS juspay_fulfilment_ledger")
+        conn.commit()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def client(sandbox):
+    config = ClientConfig(
+        base_url=sandbox.base_url,
+        merchant_id=MERCHANT_ID,
+        api_key=API_KEY,
+        retry=RetryPolicy(max_attempts=2, initial_wait=0.001, max_wait=0.01),
+    )
+    with JuspayClient(config) as c:
+        yield c
+
+
+def make_ledger(db, try_number=1):
+    ledger = Ledger(
+        db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-1", "push", try_number), batch_size=7
+    )
+    ledger.ensure_table()
+    return ledger
+
+
+def rows(n=30, **changes):
+    return [
+        {
+            "order_id": f"L-{i}",
+            "fulfillment_status": "SUCCESS",
+            "fulfillment_command": "INITIATE_REFUND",
+            "fulfillment_id": f"F-{i}",
+            **changes,
+        }
+        for i in range(n)
+    ]
+
+
+def run(client, ledger, source, on_change="send", concurrency=4):
+    return push(
+        source,
+        report=ReportBuilder(),
+        make_record=FulfilmentRecord.from_mapping,
+        send=partial(client.fulfil),
+        max_concurrency=concurrency,
+        ledger=ledger,
+        on_change=on_change,
+    ).report
+
+
+def test_rerun_sends_nothing_twice(db, client, sandbox):
+    first = run(client, make_ledger(db), rows())
+    assert first["counts"]["sent"] == 30
+    requests_after_first = len(sandbox.requests)
+    second = run(client, make_ledger(db, try_number=2), rows())
+    assert second["counts"]["skipped"] == 30 and second["total"] == 30
+    assert len(sandbox.requests) == requests_after_first, "the rerun sent nothing"
+    assert set(make_ledger(db).states().values()) == {"sent"}
+
+
+def test_failed_and_rejected_keys_are_sent_again_by_the_next_run(db, client, sandbox):
+    sandbox.orders.update({"L-3": "NEW", "L-4": "NEW"})
+    sandbox.script("error", 2)  # L-0's two attempts fail: failed
+    first = run(client, make_ledger(db), rows(10), concurrency=1)
+    assert first["counts"]["rejected"] == 2 and first["counts"]["failed"] == 1
+    sandbox.orders.update({"L-3": "CHARGED", "L-4": "CHARGED"})
+    second = run(client, make_ledger(db), rows(10))
+    assert second["counts"]["sent"] == first["counts"]["rejected"] + first["counts"]["failed"]
+    assert second["counts"]["skipped"] == first["counts"]["sent"]
+    assert set(make_ledger(db).states().values()) == {"sent"}
+    assert sandbox.doubles() == {}
+
+
+@pytest.mark.parametrize(
+    "on_change, outcome, resent",
+    [("send", "already_fulfilled", 1), ("skip", "skipped", 0), ("fail", "invalid", 0)],
+)
+def test_changed_payload_follows_on_change(db, client, sandbox, on_change, outcome, resent):
+    run(client, make_ledger(db), rows(3))
+    before = len(sandbox.requests)
+    changed = rows(3)
+    changed[1]["fulfillment_data"] = "corrected delivery note"
+    report = run(client, make_ledger(db), changed, on_change=on_change)
+    unchanged_skipped = 2
+    assert report["counts"][outcome] == 1 + (unchanged_skipped if outcome == "skipped" else 0)
+    assert report["counts"]["skipped"] == unchanged_skipped + (outcome == "skipped")
+    assert len(sandbox.requests) - before == resent
+
+
+def test_in_flight_keys_from_a_crash_are_resent_and_resolve_as_delivered(db, client, sandbox):
+    ledger = make_ledger(db)
+    records = [FulfilmentRecord.from_mapping(r) for r in rows(5)]
+    list(ledger.filter(records))  # marked in flight, then the process "died" before any outcome
+    assert set(ledger.states().values()) == {"in_flight"}
+    sandbox.accepted[("L-0", "INITIATE_REFUND")] += 1  # Juspay had accepted L-0 before the crash
+    report = run(client, make_ledger(db), rows(5))
+    assert report["counts"] == {**report["counts"], "already_fulfilled": 1, "sent": 4}
+    assert sandbox.doubles() == {}
+
+
+def test_a_key_repeated_in_one_batch_is_written_once(db, client):
+    report = run(client, make_ledger(db), rows(2) + rows(2))
+    assert report["total"] == 4
+    assert len(make_ledger(db).states()) == 2
+
+
+def test_ledger_rows_carry_the_airflow_run_and_never_the_key(db, client):
+    run(client, make_ledger(db, try_number=3), rows(2))
+    cursor = db.cursor()
+    cursor.execute("SELECT * FROM juspay_fulfilment_ledger")
+    dumped = repr(cursor.fetchall())
+    cursor.close()
+    assert "run-1" in dumped and "'push'" in dumped and ", 3)" in dumped
+    assert API_KEY not in dumped
+
+
+def test_summary_counts_failures_for_a_run(db, client, sandbox):
+    sandbox.orders.update({"L-1": "NEW"})
+    run(client, make_ledger(db), rows(4))
+    summary = make_ledger(db).summary(run_id="run-1")
+    assert summary["total"] == 4 and summary["failed"] == 1
+    assert summary["errors"] == {"RESOURCE_NOT_FOUND": 1}
+    assert summary["failures"][0]["order_id"] == "L-1"
+
+
+def test_table_name_is_checked():
+    with pytest.raises(ValueError, match="plain"):
+        Ledger(sqlite3.connect(":memory:"), merchant_id="m", table="x; DROP TABLE y")
