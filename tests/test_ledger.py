@@ -1,4 +1,4 @@
-"""The ledger on SQLite and PostgreSQL: reruns send nothing twice, failures go again, changes per on_change."""
+"""The ledger on SQLite and PostgreSQL: reruns send nothing twice; failures go again; on_change."""
 
 from __future__ import annotations
 
