@@ -94,6 +94,9 @@ def seed_warehouse(
 ) -> SeededDay:
     """Create the ``fulfilments`` table if needed and add ``n`` rows for ``day`` (a DB-API connection)."""
     seeded = SeededDay()
+    if type(connection).__module__ == "sqlite3":
+        # Readers and the ledger's writer then work side by side in one file (no "database is locked").
+        connection.execute("PRAGMA journal_mode=WAL")
     cursor = connection.cursor()
     cursor.execute(TABLE_DDL)
     cursor.execute("SELECT COALESCE(MAX(id), 0) FROM fulfilments")

@@ -33,3 +33,12 @@ with DAG(
         column_map={"order": "order_id"},
         defaults={"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
     )
+
+with DAG("juspay_test_bulk_ledger", schedule=None, start_date=START, catchup=False):
+    BulkFulfilmentOperator(
+        task_id="push",
+        sql=SQL,
+        sql_conn_id=WAREHOUSE,
+        ledger_conn_id="{{ dag_run.conf.get('ledger_conn_id', 'warehouse') }}",
+        max_concurrency=8,
+    )
