@@ -106,7 +106,8 @@ def test_sigkill_mid_run_then_rerun_delivers_everything_once(airflow_db, sandbox
         delivered = {
             (order_id, command)
             for order_id, command in db.execute(
-                "SELECT order_id, command FROM juspay_fulfilment_ledger WHERE state IN ('sent', 'already_fulfilled')"
+                "SELECT order_id, command FROM juspay_fulfilment_ledger "
+                "WHERE state IN ('sent', 'already_fulfilled')"
             )
         }
     assert delivered == set(sandbox.accepted), "the ledger agrees with what Juspay holds"
