@@ -65,6 +65,15 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "Juspay", "python-modules": ["airflow_provider_juspay.operators.fulfilment"]}
         ],
+        "sensors": [
+            {"integration-name": "Juspay", "python-modules": ["airflow_provider_juspay.sensors.fulfilment"]}
+        ],
+        "triggers": [
+            {
+                "integration-name": "Juspay",
+                "python-modules": ["airflow_provider_juspay.triggers.order_status"],
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_juspay.hooks.juspay.JuspayHook",

@@ -1,0 +1,251 @@
+"""Sensors: turn a sync's failures into a visible task result, and wait for an order to be paid."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_juspay.errors import NotFound
+from airflow_provider_juspay.fulfilment import Outcome
+from airflow_provider_juspay.hooks.juspay import JuspayHook
+from airflow_provider_juspay.ledger import DEFAULT_TABLE, Ledger
+from airflow_provider_juspay.operators._base import db_api_hook
+from airflow_provider_juspay.order_status import DEFAULT_TARGETS, OrderStatus, Verdict, judge
+from airflow_provider_juspay.triggers.order_status import OrderStatusTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["FulfilmentFailureSensor", "OrderStatusSensor"]
+
+#: Outcomes that mean Juspay did not get the fulfilment (not_attempted too, outside a dry run).
+_NOT_DELIVERED = (Outcome.REJECTED, Outcome.FAILED, Outcome.INVALID, Outcome.NOT_ATTEMPTED)
+
+
+def _default_deferrable() -> bool:
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # Airflow 3.1
+        from airflow.configuration import conf
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class FulfilmentFailureSensor(BaseSensorOperator):
+    """Wait for a sync to finish, then pass if its failures are within limits, else fail with the list.
+
+    Reads the report of ``sync_task_id`` (a ``BulkFulfilmentOperator`` in the same DAG run; set this
+    sensor's ``trigger_rule="all_done"`` to check failed syncs too), or, with ``ledger_conn_id``, the
+    ledger rows of ``run_id`` or of the window ``[since, until)`` (ISO UTC times), e.g. from a
+    separate monitoring DAG. It keeps waiting while the sync has not reported (or, in the ledger,
+    while keys are in flight).
+
+    On success and on failure it pushes ``failures`` to XCom: counts by outcome and error code and
+    the failed order ids with messages (at most ``max_listed``), for a notifier to send.
+
+    :param max_failures: failures (rejected, failed, invalid, not attempted) allowed, default 0.
+    :param max_failure_ratio: share of failures allowed (checked too, when given).
+    """
+
+    template_fields: Sequence[str] = (
+        "sync_task_id",
+        "ledger_conn_id",
+        "run_id",
+        "since",
+        "until",
+        "juspay_conn_id",
+    )
+    ui_color = "#fdecea"
+
+    def __init__(
+        self,
+        *,
+        sync_task_id: str | None = None,
+        max_failures: int = 0,
+        max_failure_ratio: float | None = None,
+        ledger_conn_id: str | None = None,
+        ledger_table: str = DEFAULT_TABLE,
+        run_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        juspay_conn_id: str = JuspayHook.default_conn_name,
+        max_listed: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (sync_task_id is None) == (ledger_conn_id is None):
+            raise ValueError(
+                "give exactly one of sync_task_id (its XCom report) or ledger_conn_id (the ledger)"
+            )
+        if ledger_conn_id is not None and run_id is None and since is None:
+            raise ValueError("with ledger_conn_id, give run_id or a time window (since, until)")
+        self.sync_task_id = sync_task_id
+        self.max_failures = max_failures
+        self.max_failure_ratio = max_failure_ratio
+        self.ledger_conn_id = ledger_conn_id
+        self.ledger_table = ledger_table
+        self.run_id = run_id
+        self.since = since
+        self.until = until
+        self.juspay_conn_id = juspay_conn_id
+        self.max_listed = max_listed
+
+    def poke(self, context: Context) -> bool:
+        summary = self._summary_from_ledger() if self.ledger_conn_id else self._summary_from_report(context)
+        if summary is None:
+            self.log.info("The sync has not finished yet")
+            return False
+        summary["failures"] = summary["failures"][: self.max_listed]
+        context["ti"].xcom_push(key="failures", value=summary)
+        failed, total = summary["failed"], summary["total"]
+        ratio = failed / total if total else 0.0
+        within = failed <= self.max_failures and (
+            self.max_failure_ratio is None or ratio <= self.max_failure_ratio
+        )
+        if within:
+            self.log.info("%d of %d fulfilments not delivered: within the limits", failed, total)
+            return True
+        raise AirflowFailException(_failure_message(summary, self.max_failures, self.max_failure_ratio))
+
+    def _summary_from_report(self, context: Context) -> dict[str, Any] | None:
+        ti = context["ti"]
+        report = ti.xcom_pull(task_ids=self.sync_task_id, key="return_value")
+        if report is None:
+            report = ti.xcom_pull(task_ids=self.sync_task_id, key="report")
+        if report is None:
+            return None
+        reports = [report] if isinstance(report, Mapping) else [r for r in report if r]  # mapped syncs
+        if not reports:
+            return None
+        counts: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        failures: list[dict[str, Any]] = []
+        failed = 0
+        for one in reports:
+            for outcome, n in one["counts"].items():
+                counts[outcome] = counts.get(outcome, 0) + n
+            for code, n in one["errors"].items():
+                errors[code] = errors.get(code, 0) + n
+            failures += one["failures"]
+            not_delivered = [
+                o for o in _NOT_DELIVERED if not (one.get("dry_run") and o is Outcome.NOT_ATTEMPTED)
+            ]
+            failed += sum(one["counts"].get(o.value, 0) for o in not_delivered)
+        total = sum(counts.values())
+        return {"total": total, "counts": counts, "errors": errors, "failures": failures, "failed": failed}
+
+    def _summary_from_ledger(self) -> dict[str, Any] | None:
+        merchant_id = JuspayHook(self.juspay_conn_id).config.merchant_id
+        connection = db_api_hook(self.ledger_conn_id).get_conn()
+        try:
+            ledger = Ledger(connection, merchant_id=merchant_id, table=self.ledger_table)
+            summary = ledger.summary(run_id=self.run_id, since=self.since, until=self.until)
+        finally:
+            connection.close()
+        if summary["in_flight"]:
+            self.log.info("%d fulfilments are still in flight", summary["in_flight"])
+            return None
+        return summary
+
+
+def _failure_message(summary: Mapping[str, Any], max_failures: int, max_ratio: float | None) -> str:
+    limit = f"max_failures={max_failures}" + (
+        f", max_failure_ratio={max_ratio:.1%}" if max_ratio is not None else ""
+    )
+    lines = [
+        f"{summary['failed']} of {summary['total']} fulfilments were not delivered ({limit}).",
+        f"By outcome: {summary['counts']}. By error code: {summary['errors']}.",
+    ]
+    lines += [
+        f"  {f['order_id']}: {f['outcome']} {f.get('error_code') or ''} {f.get('message') or ''}".rstrip()
+        for f in summary["failures"]
+    ]
+    return "\n".join(lines)
+
+
+class OrderStatusSensor(BaseSensorOperator):
+    """Wait until Juspay reports an order in a target status (default CHARGED, which fulfilment needs).
+
+    Fails at once on a status the order will not leave (declined, authentication or authorisation
+    failed, auto-refunded), and on NOT_FOUND once ``not_found_grace`` has passed. With
+    ``deferrable=True`` it waits in the triggerer (``OrderStatusTrigger``), which only reads.
+
+    :param target_statuses: statuses that end the wait successfully.
+    :param not_found_grace: seconds during which an unknown order is waited for, default 600.
+    """
+
+    template_fields: Sequence[str] = ("order_id", "juspay_conn_id", "target_statuses")
+
+    def __init__(
+        self,
+        *,
+        order_id: str,
+        target_statuses: Sequence[str] = DEFAULT_TARGETS,
+        juspay_conn_id: str = JuspayHook.default_conn_name,
+        not_found_grace: float = 600.0,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.order_id = order_id
+        self.target_statuses = list(target_statuses)
+        self.juspay_conn_id = juspay_conn_id
+        self.not_found_grace = not_found_grace
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self._first_poke: float | None = None
+
+    @cached_property
+    def hook(self) -> JuspayHook:
+        return JuspayHook(self.juspay_conn_id)
+
+    def poke(self, context: Context) -> bool:
+        if self._first_poke is None:
+            self._first_poke = time.monotonic()
+        try:
+            status = str(self.hook.get_order_status(self.order_id).get("status", ""))
+        except NotFound:
+            status = OrderStatus.NOT_FOUND.value
+        expired = time.monotonic() - self._first_poke >= self.not_found_grace
+        verdict, message = judge(status, self.target_statuses, not_found_expired=expired)
+        self.log.info("Order %s: %s", self.order_id, message)
+        if verdict is Verdict.FAILED:
+            raise AirflowFailException(f"order {self.order_id}: {message}")
+        return verdict is Verdict.REACHED
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):  # already there: no need to defer
+            return None
+        now = time.time()
+        self.defer(
+            trigger=OrderStatusTrigger(
+                order_id=self.order_id,
+                juspay_conn_id=self.juspay_conn_id,
+                target_statuses=self.target_statuses,
+                poll_interval=self.poke_interval,
+                end_time=now + self.timeout,
+                not_found_until=now + self.not_found_grace,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str | None:
+        """Resume after the trigger: return the status reached, or fail with the trigger's message."""
+        if event["status"] == Verdict.REACHED.value:
+            self.log.info("Order %s: %s", event["order_id"], event["message"])
+            return event["order_status"]
+        message = f"order {event['order_id']}: {event['message']}"
+        if event["status"] == "timeout" and self.soft_fail:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(message)
+        if event["status"] == "error":
+            raise AirflowException(message)
+        raise AirflowFailException(message)

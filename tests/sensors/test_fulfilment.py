@@ -1,0 +1,82 @@
+"""The failure check and the order-status sensor in real DAG runs against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.ledger import Ledger
+from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
+from tests.conftest import MERCHANT_ID, SELECT_ALL, run_dag
+
+pytestmark = pytest.mark.e2e
+
+
+def test_failure_check_passes_fails_and_soft_fails_on_a_real_report(
+    airflow_db, sandbox, juspay_conn, warehouse
+):
+    run = run_dag("juspay_test_failure_check", {"sql": SELECT_ALL})
+    assert run.task_states["push"] == "success"
+    assert run.task_states["strict"] == "failed"
+    assert run.task_states["lenient"] == "success"
+    assert run.task_states["soft"] == "skipped"
+    failures = run.xcom[("strict", "failures")]
+    assert failures["failed"] == warehouse.unknown + warehouse.bad
+    assert failures["errors"] == {"RESOURCE_NOT_FOUND": warehouse.unknown, "INVALID_RECORD": warehouse.bad}
+    assert len(failures["failures"]) == 5, "capped at max_listed"
+    assert {f["order_id"] for f in failures["failures"]} & set(warehouse.unknown_ids)
+
+
+def test_failure_check_reads_the_ledger_window(airflow_db, sandbox, juspay_conn, warehouse):
+    since = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    run_dag("juspay_test_bulk_ledger", {"sql": SELECT_ALL})
+    run = run_dag("juspay_test_ledger_check", {"since": since})
+    assert run.task_states["check"] == "success"
+    summary = run.xcom[("check", "failures")]
+    assert summary["failed"] == warehouse.unknown and summary["total"] == warehouse.good + warehouse.unknown
+    assert summary["errors"] == {"RESOURCE_NOT_FOUND": warehouse.unknown}
+
+
+def test_failure_check_in_reschedule_mode_waits_for_in_flight_keys_then_soft_fails(
+    airflow_db, sandbox, juspay_conn, warehouse
+):
+    since = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    path = json.loads(os.environ["AIRFLOW_CONN_WAREHOUSE"])["host"]
+    with closing(sqlite3.connect(path)) as db:
+        ledger = Ledger(db, merchant_id=MERCHANT_ID)
+        ledger.ensure_table()
+        record = FulfilmentRecord.from_mapping(
+            {"order_id": "STUCK-1", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        )
+        list(ledger.filter([record]))  # in flight, as if a sync were still running
+    run = run_dag("juspay_test_ledger_check", {"since": since})
+    assert run.task_states["check"] == "skipped", "timed out waiting, soft_fail skips"
+
+
+def test_failure_check_needs_exactly_one_source():
+    with pytest.raises(ValueError, match="exactly one"):
+        FulfilmentFailureSensor(task_id="x")
+    with pytest.raises(ValueError, match="run_id or a time window"):
+        FulfilmentFailureSensor(task_id="x", ledger_conn_id="w")
+
+
+@pytest.mark.parametrize("task_id", ["wait_poke", "wait_deferred"])
+def test_order_status_sensor_succeeds_on_charged(airflow_db, sandbox, juspay_conn, task_id):
+    run = run_dag("juspay_test_order_status", {"order_id": "PAID-1"})
+    assert run.task_states[task_id] == "success"
+
+
+@pytest.mark.parametrize("order_id", ["DECLINED-1", "UNKNOWN-1"])
+def test_order_status_sensor_fails_fast_on_terminal_failure_and_not_found(
+    airflow_db, sandbox, juspay_conn, order_id
+):
+    sandbox.orders["DECLINED-1"] = "JUSPAY_DECLINED"
+    run = run_dag("juspay_test_order_status", {"order_id": order_id})
+    assert run.task_states == {"wait_poke": "failed", "wait_deferred": "failed"}
+    assert sum(1 for r in sandbox.requests if r.method == "GET") <= 4, "failed fast, did not poll on"
