@@ -3,7 +3,8 @@
 The SQL selects the rows of the run's data interval, so re-running a day or backfilling past days
 (`airflow dags backfill juspay_nightly_sync -s 2026-11-01 -e 2026-11-26`) sends each day's rows.
 Needs a ``juspay_default`` connection and a SQL connection ``warehouse`` (any DbApiHook: SQLite,
-Postgres, Snowflake, ...) holding a ``fulfilments`` table.
+Postgres, Snowflake, ...) holding a ``fulfilments`` table; the ledger table is created there. On SQLite,
+put the file in WAL mode (``PRAGMA journal_mode=WAL``) so the ledger can be written while rows are read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from airflow.sdk import dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
+from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
 
 
 @dag(
@@ -24,13 +26,24 @@ from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
     tags=["juspay", "example"],
 )
 def juspay_nightly_sync():
-    BulkFulfilmentOperator(
+    push = BulkFulfilmentOperator(
         task_id="push_fulfilments",
         sql="sql/fulfilments_of_the_interval.sql",
         sql_conn_id="warehouse",
+        # The ledger makes reruns and backfills safe: delivered keys are skipped, failed ones resent.
+        ledger_conn_id="warehouse",
         max_concurrency=32,
         max_failed_ratio=0.2,  # fail loudly when a fifth of the day could not be delivered
     )
+    # A visible, actionable result: passes when under 5% of the day failed, else lists the orders.
+    check = FulfilmentFailureSensor(
+        task_id="check_failures",
+        sync_task_id="push_fulfilments",
+        max_failure_ratio=0.05,
+        trigger_rule="all_done",
+        timeout=600,
+    )
+    push >> check
 
 
 juspay_nightly_sync()

@@ -61,19 +61,45 @@ def sandbox_state(port: int) -> dict:
         return json.load(response)
 
 
-def task_report(home: Path) -> dict | None:
-    """The pushed report (return value, or the ``report`` key of a failed task) from the metadata DB."""
+def task_report(home: Path, dag_id: str, task_id: str) -> dict | None:
+    """The report a task pushed in its latest run (return value, or ``report`` when it failed)."""
     with closing(sqlite3.connect(home / "airflow.db")) as db:
         row = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND key IN ('return_value', 'report') "
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key IN ('return_value', 'report') "
             "ORDER BY timestamp DESC LIMIT 1",
-            (DAG_ID,),
+            (dag_id, task_id),
         ).fetchone()
     if row is None:
         return None
-    value = row[0]
-    value = json.loads(value) if isinstance(value, (str, bytes)) else value
+    value = json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]
     return json.loads(value) if isinstance(value, str) else value
+
+
+def airflow_dags_test(env: dict, dag_id: str, logical_date: str, log_name: str) -> tuple[int, float]:
+    """Run `airflow dags test`, its log to a file; the exit code and seconds taken."""
+    print(f"\n$ airflow dags test {dag_id} {logical_date}    (log: {WORK / log_name})")
+    started = time.monotonic()
+    with open(WORK / log_name, "w") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", "dags", "test", dag_id, logical_date],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    return done.returncode, time.monotonic() - started
+
+
+def show(home: Path, dag_id: str, task_id: str, code: int, elapsed: float) -> None:
+    report = task_report(home, dag_id, task_id)
+    print(format_report(report) if report else "No report was pushed; see the log.")
+    print(f"DAG run {'succeeded' if code == 0 else 'FAILED'} in {elapsed:.1f}s (with Airflow start-up).")
+
+
+def sandbox_post(port: int, what: str, payload: dict) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/__sandbox/{what}", data=json.dumps(payload).encode(), method="POST"
+    )
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 def main() -> None:
@@ -112,29 +138,35 @@ def main() -> None:
         )
         # A manual run's data interval ends at its logical date: the run of DAY + 1 covers DAY.
         logical_date = (DAY + timedelta(days=1)).isoformat()
-        print(f"Running `airflow dags test {DAG_ID} {logical_date}`: the data interval is {DAY}")
-        print(f"  (task log: {WORK / 'dag_test.log'}) ...")
-        started = time.monotonic()
-        with open(WORK / "dag_test.log", "w") as log:
-            done = subprocess.run(
-                [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, logical_date],
-                env=env,
-                stdout=log,
-                stderr=log,
-            )
-        elapsed = time.monotonic() - started
-        report = task_report(home)
-        print()
-        print(format_report(report) if report else "No report was pushed; see the task log.")
+
+        print(f"\n1. The nightly sync of {DAY}.")
+        code, elapsed = airflow_dags_test(env, DAG_ID, logical_date, "nightly_1.log")
+        show(home, DAG_ID, "push_fulfilments", code, elapsed)
         state = sandbox_state(port)
         print(
-            f"\nThe sandbox received {state['requests']} requests "
+            f"The sandbox received {state['requests']} requests "
             f"(answers by HTTP status: {state['statuses']}), "
             f"accepted {state['accepted']} commands, {state['doubles']} of them twice."
         )
-        verdict = "succeeded" if done.returncode == 0 else "FAILED"
-        print(f"DAG run {verdict} in {elapsed:.1f}s (with Airflow start-up).")
-        sys.exit(done.returncode)
+
+        print("\n2. The same night again (a rerun, or a backfill): the ledger skips what was delivered.")
+        code, elapsed = airflow_dags_test(env, DAG_ID, logical_date, "nightly_2.log")
+        show(home, DAG_ID, "push_fulfilments", code, elapsed)
+
+        print("\n3. By morning the unknown orders were paid; the hourly retry sends only the failed keys.")
+        sandbox_post(port, "orders", {order_id: "CHARGED" for order_id in seeded.unknown_ids})
+        code, elapsed = airflow_dags_test(
+            env, "juspay_retry_failed", logical_date + "T06:00:00+00:00", "retry.log"
+        )
+        show(home, "juspay_retry_failed", "retry_failed", code, elapsed)
+
+        state = sandbox_state(port)
+        print(
+            f"\nIn all, the sandbox accepted {state['accepted']} commands "
+            f"for {seeded.good + seeded.unknown} valid orders, {state['doubles']} of them twice; "
+            f"{seeded.bad} rows with bad values were never sent."
+        )
+        sys.exit(code)
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)

@@ -48,8 +48,9 @@ class FulfilmentFailureSensor(BaseSensorOperator):
     On success and on failure it pushes ``failures`` to XCom: counts by outcome and error code and
     the failed order ids with messages (at most ``max_listed``), for a notifier to send.
 
-    :param max_failures: failures (rejected, failed, invalid, not attempted) allowed, default 0.
-    :param max_failure_ratio: share of failures allowed (checked too, when given).
+    :param max_failures: failures (rejected, failed, invalid, not attempted) allowed.
+    :param max_failure_ratio: share of failures allowed. Each limit given is checked; with neither,
+        no failure is allowed.
     """
 
     template_fields: Sequence[str] = (
@@ -66,7 +67,7 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         self,
         *,
         sync_task_id: str | None = None,
-        max_failures: int = 0,
+        max_failures: int | None = None,
         max_failure_ratio: float | None = None,
         ledger_conn_id: str | None = None,
         ledger_table: str = DEFAULT_TABLE,
@@ -85,7 +86,7 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         if ledger_conn_id is not None and run_id is None and since is None:
             raise ValueError("with ledger_conn_id, give run_id or a time window (since, until)")
         self.sync_task_id = sync_task_id
-        self.max_failures = max_failures
+        self.max_failures = 0 if max_failures is None and max_failure_ratio is None else max_failures
         self.max_failure_ratio = max_failure_ratio
         self.ledger_conn_id = ledger_conn_id
         self.ledger_table = ledger_table
@@ -104,7 +105,7 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         context["ti"].xcom_push(key="failures", value=summary)
         failed, total = summary["failed"], summary["total"]
         ratio = failed / total if total else 0.0
-        within = failed <= self.max_failures and (
+        within = (self.max_failures is None or failed <= self.max_failures) and (
             self.max_failure_ratio is None or ratio <= self.max_failure_ratio
         )
         if within:
@@ -153,10 +154,13 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         return summary
 
 
-def _failure_message(summary: Mapping[str, Any], max_failures: int, max_ratio: float | None) -> str:
-    limit = f"max_failures={max_failures}" + (
-        f", max_failure_ratio={max_ratio:.1%}" if max_ratio is not None else ""
-    )
+def _failure_message(summary: Mapping[str, Any], max_failures: int | None, max_ratio: float | None) -> str:
+    limits = []
+    if max_failures is not None:
+        limits.append(f"max_failures={max_failures}")
+    if max_ratio is not None:
+        limits.append(f"max_failure_ratio={max_ratio:.1%}")
+    limit = ", ".join(limits)
     lines = [
         f"{summary['failed']} of {summary['total']} fulfilments were not delivered ({limit}).",
         f"By outcome: {summary['counts']}. By error code: {summary['errors']}.",

@@ -20,7 +20,7 @@ def validate_rows(
     Messages of bad rows start with the row's number in the source, so a row without an order id
     can still be found.
     """
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
         try:
             yield make_record(row)
         except RecordError as exc:
@@ -28,7 +28,7 @@ def validate_rows(
                 order_id=exc.order_id or _raw_order_id(row),
                 outcome=Outcome.INVALID,
                 error_code="INVALID_RECORD",
-                message=str(exc),
+                message=f"row {number}: {exc}",
             )
         except (TypeError, AttributeError) as exc:
             # Not a mapping at all (e.g. a list in an XCom list): still one row, one outcome.
@@ -36,7 +36,7 @@ def validate_rows(
                 order_id=None,
                 outcome=Outcome.INVALID,
                 error_code="INVALID_RECORD",
-                message=f"not a mapping: {exc}",
+                message=f"row {number}: not a mapping ({exc})",
             )
 
 

@@ -23,7 +23,6 @@ with DAG("juspay_test_failure_check", schedule=None, start_date=START, catchup=F
     lenient = FulfilmentFailureSensor(
         task_id="lenient",
         sync_task_id="push",
-        max_failures=10**6,
         max_failure_ratio=0.5,
         trigger_rule="all_done",
         mode="reschedule",
@@ -46,7 +45,6 @@ with DAG("juspay_test_ledger_check", schedule=None, start_date=START, catchup=Fa
         ledger_conn_id="warehouse",
         since="{{ dag_run.conf['since'] }}",
         max_failure_ratio=0.5,
-        max_failures=10**6,
         mode="reschedule",
         poke_interval=1,
         timeout=3,
