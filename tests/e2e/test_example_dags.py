@@ -154,3 +154,15 @@ def test_xcom_example_refunds_every_returned_parcel(airflow_db, sandbox):
     report = xcoms("juspay_bulk_from_xcom")[("start_refunds", "return_value")]
     assert report["counts"]["sent"] == report["total"] == 200
     assert {command for _, command in sandbox.accepted} == {"INITIATE_REFUND"}
+
+
+def test_retry_failed_example_sends_only_the_failed_keys(airflow_db, sandbox, warehouse):
+    night = (DAY + timedelta(days=1)).isoformat()
+    run_example("juspay_nightly_sync", sandbox, night)
+    delivered_at_night = len(sandbox.accepted)
+    sandbox.orders.update({order_id: "CHARGED" for order_id in warehouse.unknown_ids})  # paid by morning
+    run_example("juspay_retry_failed", sandbox, night + "T06:00:00+00:00")
+    report = xcoms("juspay_retry_failed")[("retry_failed", "return_value")]
+    assert report["total"] == report["counts"]["sent"] == warehouse.unknown
+    assert len(sandbox.accepted) == delivered_at_night + warehouse.unknown and sandbox.doubles() == {}
+    assert {order for order, _ in sandbox.accepted} >= set(warehouse.unknown_ids)
