@@ -1,0 +1,1 @@
+"""Benchmarks: figures side by side with the ways users push records today, as ratios from one run."""

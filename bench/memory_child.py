@@ -1,0 +1,42 @@
+"""Run in its own process by the memory case: stream a SQLite table into the sandbox, print peak RSS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sqlite3
+import time
+
+from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.pacer import Pacer
+from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.sources import stream_query
+from bench.support import Server, client
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--base-url", required=True)
+    args = parser.parse_args()
+    db = sqlite3.connect(args.db)
+    started = time.perf_counter()
+    with client(Server(args.base_url, 0), pool_size=32) as c:
+        pacer = Pacer(None)
+        report = push(
+            stream_query(db, "SELECT * FROM fulfilments WHERE id <= ? ORDER BY id", [args.rows]),
+            report=ReportBuilder(),
+            make_record=FulfilmentRecord.from_mapping,
+            send=lambda record: c.fulfil(record, pacer=pacer),
+            max_concurrency=32,
+        ).report
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rows": report["total"], "sent": report["counts"]["sent"], "peak_rss_kb": peak_kb,
+                      "seconds": time.perf_counter() - started}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

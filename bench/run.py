@@ -1,0 +1,45 @@
+"""`make bench`: every case, one table each, figures beside their peers (python -m bench.run --help)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench import cpu, ledger_overhead, memory, throughput
+from bench.support import machine
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", default="throughput,cpu,memory,ledger")
+    parser.add_argument("--n", type=int, default=4000, help="records per bulk run (cases 1, 4)")
+    parser.add_argument("--cpu-n", type=int, default=4000, help="records per client in case 2")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--naive-n", type=int, default=150, help="records for the sequential loops")
+    parser.add_argument("--mapped", default="5,25", help="two task counts for the mapped HttpOperator slope")
+    parser.add_argument("--sweep", default="32,64,128", help="max_concurrency values to try")
+    parser.add_argument("--memory-sizes", default="10000,100000,1000000")
+    parser.add_argument("--profile", action="store_true", help="profile the engine in case 2")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it works, not how fast")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.n, args.cpu_n, args.naive_n, args.mapped, args.sweep = 60, 60, 5, "1,2", "32"
+        args.memory_sizes = "200,400"
+    cases = set(args.cases.split(","))
+    started = time.monotonic()
+    print(f"Machine: {machine()}")
+    if "throughput" in cases:
+        mapped = tuple(int(x) for x in args.mapped.split(","))
+        sweep = tuple(int(x) for x in args.sweep.split(","))
+        print(throughput.run(args.n, args.latency_ms, args.naive_n, mapped, sweep), flush=True)
+    if "cpu" in cases:
+        print(cpu.run(args.cpu_n, profile=args.profile), flush=True)
+    if "memory" in cases:
+        print(memory.run(tuple(int(x) for x in args.memory_sizes.split(","))), flush=True)
+    if "ledger" in cases:
+        print(ledger_overhead.run(args.n), flush=True)
+    print(f"\nbench finished in {time.monotonic() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
