@@ -97,7 +97,7 @@ def machine() -> str:
         from importlib.metadata import version
 
         airflow = version("apache-airflow")
-    except Exception:  # noqa: BLE001 - only a label
+    except Exception:
         airflow = "?"
     return (
         f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "

@@ -147,9 +147,11 @@ def run(
         lines,
     )
     share = f"{at32 / ceiling32:.0%}" if at32 else "n/a"
+    best_ceiling = best_c / (latency_ms / 1000)
     out += (
-        f"\n  ceiling max_concurrency/latency at 32: {ceiling32:,.0f}/s; measured {at32 or 0:,.0f}/s = {share}"
-        f" of it. Best concurrency in the sweep: {best_c} ({swept[best_c]:,.0f}/s, ceiling {best_c / (latency_ms / 1000):,.0f}/s)."
+        f"\n  Ceiling max_concurrency/latency at 32: {ceiling32:,.0f}/s; measured {at32 or 0:,.0f}/s"
+        f" = {share} of it.\n  Best max_concurrency in the sweep: {best_c}"
+        f" ({swept[best_c]:,.0f}/s of a {best_ceiling:,.0f}/s ceiling)."
         f"\n  The {mapped_sizes[1]}-task mapped run took {mapped_total:.1f}s in all, Airflow start-up included."
     )
     return out

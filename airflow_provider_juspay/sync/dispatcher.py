@@ -7,9 +7,9 @@ records in flight plus as many queued), and results are yielded, not kept.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from airflow_provider_juspay.errors import AuthError
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
@@ -53,29 +53,51 @@ class Dispatcher:
         if self.max_concurrency == 1:
             yield from self._run_serial(source)
             return
-        window = self.max_concurrency * 2
-        pending: set[Future[FulfilmentResult]] = set()
-        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="juspay-send") as pool:
+        # Plain queues and long-lived workers: a future per record and concurrent.futures.wait() over
+        # the whole window cost more CPU than the HTTP exchange itself.
+        work: queue.SimpleQueue[FulfilmentRecord | None] = queue.SimpleQueue()
+        done: queue.SimpleQueue[FulfilmentResult | BaseException] = queue.SimpleQueue()
+        workers = [
+            threading.Thread(target=self._work, args=(work, done), name=f"juspay-send-{i}", daemon=True)
+            for i in range(self.max_concurrency)
+        ]
+        for worker in workers:
+            worker.start()
+        window = self.max_concurrency * 2  # records handed out and not yet returned, at most
+        outstanding = 0
+        try:
+            for item in source:
+                if isinstance(item, FulfilmentResult):
+                    yield item
+                    continue
+                if self._stop.is_set():
+                    yield not_attempted(item)
+                    continue
+                while outstanding >= window:
+                    yield _unwrap(done.get())
+                    outstanding -= 1
+                work.put(item)
+                outstanding += 1
+                while not done.empty():
+                    yield _unwrap(done.get())
+                    outstanding -= 1
+            while outstanding:
+                yield _unwrap(done.get())
+                outstanding -= 1
+        finally:
+            # Finished, or the consumer stopped early: what is still queued comes back unsent.
+            self._stop.set()
+            for _ in workers:
+                work.put(None)
+            for worker in workers:
+                worker.join()
+
+    def _work(self, work: queue.SimpleQueue, done: queue.SimpleQueue) -> None:
+        while (record := work.get()) is not None:
             try:
-                for item in source:
-                    if isinstance(item, FulfilmentResult):
-                        yield item
-                        continue
-                    if self._stop.is_set():
-                        yield not_attempted(item)
-                        continue
-                    pending.add(pool.submit(self._send_one, item))
-                    while len(pending) >= window:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        yield from (f.result() for f in done)
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    yield from (f.result() for f in done)
-            finally:
-                # The consumer stopped early (or failed): do not start what is still queued.
-                self._stop.set()
-                for future in pending:
-                    future.cancel()
+                done.put(self._send_one(record))
+            except BaseException as exc:  # a bug in send: hand it to the consumer's thread
+                done.put(exc)
 
     def _run_serial(self, source: Iterator[Item]) -> Iterator[FulfilmentResult]:
         for item in source:
@@ -106,6 +128,12 @@ class Dispatcher:
                 command=record.fulfillment_command,
                 fulfillment_id=record.fulfillment_id,
             )
+
+
+def _unwrap(result: FulfilmentResult | BaseException) -> FulfilmentResult:
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def not_attempted(

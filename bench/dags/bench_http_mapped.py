@@ -1,4 +1,4 @@
-"""The peer of case 1: one HttpOperator task per record, by dynamic task mapping (apache-airflow-providers-http)."""
+"""The peer of case 1: one HttpOperator task per record, by dynamic task mapping."""
 
 from __future__ import annotations
 
