@@ -152,6 +152,6 @@ def run(
         f"\n  Ceiling max_concurrency/latency at 32: {ceiling32:,.0f}/s; measured {at32 or 0:,.0f}/s"
         f" = {share} of it.\n  Best max_concurrency in the sweep: {best_c}"
         f" ({swept[best_c]:,.0f}/s of a {best_ceiling:,.0f}/s ceiling)."
-        f"\n  The {mapped_sizes[1]}-task mapped run took {mapped_total:.1f}s in all, Airflow start-up included."
+        f"\n  The {mapped_sizes[1]}-task mapped run took {mapped_total:.1f}s in all, with Airflow start-up."
     )
     return out
