@@ -1,9 +1,9 @@
-"""JuspayClient: speaks Juspay's Fulfillment Sync and Order Status APIs over one pooled connection pool.
+"""JuspayClient: speaks Juspay's Fulfillment Sync and Order Status APIs over one connection pool.
 
-The client is safe to share between threads: it holds no per-request state. Requests go through the
-urllib3 pool of one ``requests.Session`` adapter (so TLS, CA bundle and proxy settings are requests'),
-but skip ``Session.send``: its per-call bookkeeping costs about three times the CPU of the request
-itself, which caps a bulk push near 600 records/s on one worker.
+The client is safe to share between threads: it holds no per-request state. The pool and the wire
+live in ``transport`` (kept-alive ``http.client`` connections; requests' adapter behind a proxy):
+``requests.Session.send`` costs about ten times the CPU of the exchange itself, which would cap a bulk
+push near 600 records/s on one worker.
 """
 
 from __future__ import annotations
@@ -15,13 +15,9 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from functools import cached_property
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 from tenacity import (
     RetryCallState,
@@ -31,12 +27,9 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
-from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import NewConnectionError, SSLError
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from airflow_provider_juspay import __version__
-from airflow_provider_juspay.config import ClientConfig, RetryPolicy
+from airflow_provider_juspay.config import ClientConfig, RetryPolicy, is_loopback
 from airflow_provider_juspay.errors import (
     ApiError,
     AuthError,
@@ -45,9 +38,9 @@ from airflow_provider_juspay.errors import (
     RateLimited,
     Rejected,
     ServerError,
-    TransportError,
 )
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
+from airflow_provider_juspay.transport import SessionTransport, StdlibTransport, Transport
 
 __all__ = ["USER_AGENT", "JuspayClient", "Pacing"]
 
@@ -76,10 +69,7 @@ class JuspayClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self._session = requests.Session()
-        self._adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.pool_size, max_retries=0)
-        self._session.mount("https://", self._adapter)
-        self._session.mount("http://", self._adapter)
+        self._transport = _transport_for(config)
         token = base64.b64encode(f"{config.api_key}:".encode()).decode("ascii")
         self._headers = {
             "Authorization": f"Basic {token}",
@@ -87,7 +77,6 @@ class JuspayClient:
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
-        self._timeout = urllib3.Timeout(connect=config.timeouts.connect, read=config.timeouts.read)
         self._retrying = _retrying(config.retry)
 
     def __repr__(self) -> str:
@@ -101,7 +90,7 @@ class JuspayClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._session.close()
+        self._transport.close()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -180,21 +169,6 @@ class JuspayClient:
 
     # -- one exchange -----------------------------------------------------------------------
 
-    @cached_property
-    def _pool(self) -> urllib3.HTTPConnectionPool:
-        """The urllib3 pool behind the session's adapter, with requests' TLS and proxy settings."""
-        prepared = requests.Request("GET", self.config.base_url).prepare()
-        proxies = get_environ_proxies(self.config.base_url)
-        return self._adapter.get_connection_with_tls_context(prepared, verify=True, proxies=proxies)
-
-    @cached_property
-    def _prefix(self) -> str:
-        """What goes before the path: the base path, or the whole URL when a plain-http proxy relays it."""
-        parts = urlsplit(self.config.base_url)
-        if parts.scheme == "http" and getattr(self._pool, "proxy", None):
-            return self.config.base_url
-        return parts.path
-
     def _call(
         self,
         method: str,
@@ -206,39 +180,22 @@ class JuspayClient:
     ) -> tuple[int, dict[str, Any]]:
         """One request, no retry: the status and decoded body of a 2xx, else the matching error."""
         all_headers = {**self._headers, **headers} if headers else self._headers
-        try:
-            response = self._pool.urlopen(
-                method,
-                self._prefix + path,
-                body=body,
-                headers=all_headers,
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                timeout=self._timeout,
-                preload_content=True,
-            )
-        except SSLError as exc:
-            raise ApiError(
-                f"TLS failed for {self.config.base_url}: {type(exc).__name__}", order_id=order_id
-            ) from exc
-        except NewConnectionError as exc:  # a subclass of ConnectTimeoutError in urllib3, yet not a timeout
-            raise TransportError(
-                f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
-            ) from exc
-        except Urllib3Timeout as exc:
-            raise TransportError(
-                f"timed out ({type(exc).__name__})", order_id=order_id, error_code="TIMEOUT"
-            ) from exc
-        except Urllib3Error as exc:
-            raise TransportError(
-                f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
-            ) from exc
-        payload = _decode(response.data)
-        status = response.status
-        if 200 <= status < 300:
-            return status, payload
-        raise _error_for(status, payload, order_id, response.headers.get("Retry-After"))
+        answer = self._transport.exchange(method, path, body, all_headers, order_id)
+        payload = _decode(answer.data)
+        if 200 <= answer.status < 300:
+            return answer.status, payload
+        raise _error_for(answer.status, payload, order_id, answer.retry_after)
+
+
+def _transport_for(config: ClientConfig) -> Transport:
+    """http.client by default; requests' adapter when a proxy from the environment applies."""
+    host = urlsplit(config.base_url).hostname or ""
+    proxies = {} if is_loopback(host) else get_environ_proxies(config.base_url)
+    if proxies:
+        return SessionTransport(
+            config.base_url, timeouts=config.timeouts, pool_size=config.pool_size, proxies=proxies
+        )
+    return StdlibTransport(config.base_url, timeouts=config.timeouts, pool_size=config.pool_size)
 
 
 def _decode(data: bytes) -> dict[str, Any]:

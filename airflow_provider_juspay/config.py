@@ -116,14 +116,15 @@ def check_base_url(url: str) -> str:
         raise ConfigError(f"base URL must be http(s)://host[:port], got {url!r}")
     if parts.username or parts.password:
         raise ConfigError("base URL must not carry credentials; use the connection's login and password")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(
             f"plain http is only allowed to a loopback host (the sandbox); use https for {parts.hostname}"
         )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback(hostname: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1."""
     if hostname == "localhost":
         return True
     try:
