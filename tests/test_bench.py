@@ -1,0 +1,24 @@
+"""A tiny run of every benchmark, so that bench/ keeps working (that it runs, not how fast)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+
+def test_every_benchmark_case_runs_at_tiny_sizes():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    for title in ("1. Throughput", "2. Client CPU", "3. Peak RSS", "4. Ledger overhead"):
+        assert title in out
+    assert "HttpOperator mapped" in out and "http.client keep-alive loop" in out
+    assert "Machine: " in out and "cores" in out
