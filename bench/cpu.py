@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import base64
 import http.client
-from functools import partial
 from urllib.parse import urlencode, urlsplit
 
 import requests
 import urllib3
 
-from airflow_provider_juspay.fulfilment import FulfilmentRecord
-from airflow_provider_juspay.sync.engine import push
-from airflow_provider_juspay.sync.pacer import Pacer
-from airflow_provider_juspay.sync.report import ReportBuilder
-from bench.support import API_KEY, MERCHANT_ID, client, measure, rows, sandbox, table
+from bench.support import API_KEY, MERCHANT_ID, measure, push_records, sandbox, table
 
 BODY = urlencode({"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"})
 HEADERS = {
@@ -25,18 +20,7 @@ HEADERS = {
 
 
 def engine(server, n: int, concurrency: int):
-    with client(server, pool_size=concurrency) as c:
-        pacer = Pacer(None)
-        return measure(
-            n,
-            lambda: push(
-                rows(n, f"cpu{concurrency}"),
-                report=ReportBuilder(),
-                make_record=FulfilmentRecord.from_mapping,
-                send=partial(c.fulfil, pacer=pacer),
-                max_concurrency=concurrency,
-            ),
-        )
+    return push_records(server, n, concurrency, f"cpu{concurrency}")
 
 
 def bare_http_client(server, n: int):

@@ -5,45 +5,19 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from contextlib import closing
-from functools import partial
 from pathlib import Path
 
-from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.ledger import Ledger
-from airflow_provider_juspay.sync.engine import push
-from airflow_provider_juspay.sync.pacer import Pacer
-from airflow_provider_juspay.sync.report import ReportBuilder
-from bench.support import MERCHANT_ID, client, measure, rows, sandbox, table
+from bench.support import MERCHANT_ID, push_records, sandbox, table
+
+CONCURRENCY = 32
 
 
-def one(server, n: int, prefix: str, ledger_path: Path | None, concurrency: int = 32) -> float:
-    with client(server, pool_size=concurrency) as c:
-        pacer = Pacer(None)
-        conn = sqlite3.connect(ledger_path) if ledger_path else None
-        ledger = None
-        if conn is not None:
-            ledger = Ledger(conn, merchant_id=MERCHANT_ID)
-            ledger.ensure_table()
-        with closing(conn) if conn else _nothing():
-            return measure(
-                n,
-                lambda: push(
-                    rows(n, prefix),
-                    report=ReportBuilder(),
-                    make_record=FulfilmentRecord.from_mapping,
-                    send=partial(c.fulfil, pacer=pacer),
-                    max_concurrency=concurrency,
-                    ledger=ledger,
-                ),
-            ).per_s
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+def with_ledger(server, n: int, prefix: str, path: Path) -> float:
+    with closing(sqlite3.connect(path)) as conn:
+        ledger = Ledger(conn, merchant_id=MERCHANT_ID)
+        ledger.ensure_table()
+        return push_records(server, n, CONCURRENCY, prefix, ledger=ledger).per_s
 
 
 def run(n: int) -> str:
@@ -51,19 +25,13 @@ def run(n: int) -> str:
     lines = []
     for latency in (20.0, 0.0):
         with sandbox(latency_ms=latency) as server:
-            without = one(server, n, f"nol{latency:g}", None)
-            with_ledger = one(server, n, f"l{latency:g}", folder / f"ledger{latency:g}.db")
+            without = push_records(server, n, CONCURRENCY, f"nol{latency:g}").per_s
+            ledgered = with_ledger(server, n, f"l{latency:g}", folder / f"ledger{latency:g}.db")
         lines.append(
-            (
-                f"{latency:g} ms latency",
-                with_ledger,
-                without,
-                with_ledger / without,
-                1 - with_ledger / without,
-            )
+            (f"{latency:g} ms latency", ledgered, without, ledgered / without, 1 - ledgered / without)
         )
     return table(
-        f"4. Ledger overhead (SQLite ledger, max_concurrency=32, {n} records)",
+        f"4. Ledger overhead (SQLite ledger, max_concurrency={CONCURRENCY}, {n} records)",
         ("latency", "with ledger/s", "without/s", "ratio", "cost"),
         lines,
     )

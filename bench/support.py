@@ -57,6 +57,30 @@ def client(server: Server, pool_size: int = 32) -> JuspayClient:
     )
 
 
+def push_records(server: Server, n: int, concurrency: int, prefix: str, ledger: object = None) -> Measure:
+    """The bulk engine as the operator runs it (validation, pacer, dispatcher, report), measured."""
+    from functools import partial
+
+    from airflow_provider_juspay.fulfilment import FulfilmentRecord
+    from airflow_provider_juspay.sync.engine import push
+    from airflow_provider_juspay.sync.pacer import Pacer
+    from airflow_provider_juspay.sync.report import ReportBuilder
+
+    with client(server, pool_size=concurrency) as c:
+        pacer = Pacer(None)
+        return measure(
+            n,
+            lambda: push(
+                rows(n, prefix),
+                report=ReportBuilder(),
+                make_record=FulfilmentRecord.from_mapping,
+                send=partial(c.fulfil, pacer=pacer),
+                max_concurrency=concurrency,
+                ledger=ledger,
+            ),
+        )
+
+
 def rows(n: int, prefix: str) -> Iterator[dict]:
     for i in range(n):
         yield {

@@ -8,17 +8,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import requests
 
-from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
-from airflow_provider_juspay.sync.engine import push
-from airflow_provider_juspay.sync.pacer import Pacer
-from airflow_provider_juspay.sync.report import ReportBuilder
-from bench.support import API_KEY, MERCHANT_ID, client, measure, rows, sandbox, table
+from bench.support import API_KEY, MERCHANT_ID, measure, push_records, sandbox, table
 
 AUTH = requests.auth.HTTPBasicAuth(API_KEY, "")
 FORM = {"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
@@ -26,48 +21,24 @@ HEADERS = {"x-merchantid": MERCHANT_ID}
 
 
 def bulk(server, n: int, concurrency: int, prefix: str) -> float:
-    with client(server, pool_size=concurrency) as c:
-        pacer = Pacer(None)
-        result = measure(
-            n,
-            lambda: push(
-                rows(n, prefix),
-                report=ReportBuilder(),
-                make_record=FulfilmentRecord.from_mapping,
-                send=partial(c.fulfil, pacer=pacer),
-                max_concurrency=concurrency,
-            ),
-        )
-    return result.per_s
+    return push_records(server, n, concurrency, prefix).per_s
 
 
 def naive_loop(server, n: int, prefix: str) -> float:
     """What a PythonOperator often holds: requests.post per record, no session."""
-
-    def work():
-        for i in range(n):
-            requests.post(
-                f"{server.base_url}/orders/{prefix}-{i}/fulfillment",
-                data=FORM,
-                headers=HEADERS,
-                auth=AUTH,
-                timeout=30,
-            ).raise_for_status()
-
-    return measure(n, work).per_s
+    return _loop(server, n, prefix, requests.post)
 
 
 def session_loop(server, n: int, prefix: str) -> float:
+    with requests.Session() as session:
+        return _loop(server, n, prefix, session.post)
+
+
+def _loop(server, n: int, prefix: str, post) -> float:
     def work():
-        with requests.Session() as session:
-            for i in range(n):
-                session.post(
-                    f"{server.base_url}/orders/{prefix}-{i}/fulfillment",
-                    data=FORM,
-                    headers=HEADERS,
-                    auth=AUTH,
-                    timeout=30,
-                ).raise_for_status()
+        for i in range(n):
+            url = f"{server.base_url}/orders/{prefix}-{i}/fulfillment"
+            post(url, data=FORM, headers=HEADERS, auth=AUTH, timeout=30).raise_for_status()
 
     return measure(n, work).per_s
 

@@ -65,14 +65,24 @@ SELECT_ALL = "SELECT * FROM fulfilments ORDER BY id"
 
 
 @pytest.fixture
-def warehouse(tmp_path, monkeypatch, sandbox):
-    """A SQLite warehouse (``warehouse``) with one day of mixed rows; the sandbox knows the unknown ids."""
-    path = tmp_path / "warehouse.db"
-    with closing(sqlite3.connect(path)) as db:
-        seeded = seed_warehouse(db, DAY, 600)
-    sandbox.orders.update({order_id: "NOT_FOUND" for order_id in seeded.unknown_ids})
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
-    return seeded
+def make_warehouse(tmp_path, monkeypatch, sandbox):
+    """Builds a SQLite warehouse (connection ``warehouse``) of n rows; the sandbox learns the unknown ids."""
+
+    def make(n: int = 600):
+        path = tmp_path / f"warehouse_{n}.db"
+        with closing(sqlite3.connect(path)) as db:
+            seeded = seed_warehouse(db, DAY, n)
+        sandbox.orders.update({order_id: "NOT_FOUND" for order_id in seeded.unknown_ids})
+        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+        return path, seeded
+
+    return make
+
+
+@pytest.fixture
+def warehouse(make_warehouse):
+    """A day of 600 mixed rows in the ``warehouse`` connection."""
+    return make_warehouse(600)[1]
 
 
 @pytest.fixture

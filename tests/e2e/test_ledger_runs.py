@@ -13,8 +13,7 @@ from contextlib import closing
 
 import pytest
 
-from airflow_provider_juspay.testing.warehouse import seed_warehouse
-from tests.conftest import DAY, SELECT_ALL, conn_json, run_dag
+from tests.conftest import SELECT_ALL, conn_json, run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -49,13 +48,8 @@ def test_failed_keys_are_retried_by_the_next_run(airflow_db, sandbox, juspay_con
 
 
 @pytest.fixture
-def big_warehouse(tmp_path, monkeypatch, sandbox):
-    path = tmp_path / "big.db"
-    with closing(sqlite3.connect(path)) as db:
-        seeded = seed_warehouse(db, DAY, 3000)
-    sandbox.orders.update({order_id: "NOT_FOUND" for order_id in seeded.unknown_ids})
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
-    return path, seeded
+def big_warehouse(make_warehouse):
+    return make_warehouse(3000)
 
 
 def airflow_dags_test(sandbox) -> subprocess.Popen:
