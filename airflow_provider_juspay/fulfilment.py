@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_TIMEZONE",
     "KNOWN_COMMANDS",
     "MAX_DATA_CHARS",
+    "ORDER_FIELDS",
     "PASS_THROUGH_FIELDS",
     "RECORD_FIELDS",
     "FulfilmentCommand",
@@ -62,8 +63,8 @@ KNOWN_COMMANDS: frozenset[str] = frozenset(c.value for c in FulfilmentCommand)
 #: Command-specific fields sent as they are (JSON text when given a mapping or list).
 PASS_THROUGH_FIELDS: tuple[str, ...] = ("split_settlement_details", "product_details")
 
-#: Every field a source row may carry (input keys and warehouse column names).
-RECORD_FIELDS: tuple[str, ...] = (
+#: The fields every fulfilment has (the single-order operator takes each as an argument).
+ORDER_FIELDS: tuple[str, ...] = (
     "order_id",
     "fulfillment_status",
     "fulfillment_command",
@@ -71,8 +72,9 @@ RECORD_FIELDS: tuple[str, ...] = (
     "fulfillment_id",
     "fulfillment_data",
     "routing_id",
-    *PASS_THROUGH_FIELDS,
 )
+#: Every field a source row may carry (input keys and warehouse column names).
+RECORD_FIELDS: tuple[str, ...] = (*ORDER_FIELDS, *PASS_THROUGH_FIELDS)
 
 
 class Outcome(str, Enum):

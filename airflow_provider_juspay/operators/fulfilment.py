@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_juspay.fulfilment import RECORD_FIELDS, FulfilmentResult
+from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
 from airflow_provider_juspay.ledger import CHANGED_AFTER_DELIVERY
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase, db_api_hook
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
@@ -51,7 +51,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
     template_fields: Sequence[str] = (
         "juspay_conn_id",
         "ledger_conn_id",
-        *RECORD_FIELDS[:7],
+        *ORDER_FIELDS,
         "records",
         "defaults",
     )
@@ -120,13 +120,12 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         return payload[0] if single else payload
 
     def _single_row(self) -> dict[str, Any]:
-        names = RECORD_FIELDS[:7]
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {name: getattr(self, name) for name in ORDER_FIELDS if getattr(self, name) is not None}
 
     def _raise_on_failures(
         self, results: list[FulfilmentResult], context: Context, payload: list[dict[str, Any]]
     ) -> None:
-        failures = [r for r in results if r.outcome.is_failure or r.outcome.value == "not_attempted"]
+        failures = [r for r in results if r.outcome.is_failure or r.outcome is Outcome.NOT_ATTEMPTED]
         if not failures or not self.fail_on_error:
             return
         context["ti"].xcom_push(key="results", value=payload)
