@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_juspay import UI_FIELD_BEHAVIOUR
+from airflow_provider_juspay import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_juspay.client import JuspayClient
 from airflow_provider_juspay.config import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -67,6 +67,24 @@ class JuspayHook(BaseHook):
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hide schema/port and relabel login, password and host (Airflow 3.1 reads this)."""
         return UI_FIELD_BEHAVIOUR
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extras as form fields, for UIs that draw them from widgets (Airflow 3.1 with FAB).
+
+        Airflow >= 3.2 reads ``conn-fields`` from the provider info instead; without wtforms there is
+        nothing to draw, and the extras are still read from the JSON field.
+        """
+        try:
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+            from flask_babel import lazy_gettext
+            from wtforms import StringField
+        except ImportError:
+            return {}
+        return {
+            name: StringField(lazy_gettext(spec["label"]), widget=BS3TextFieldWidget())
+            for name, spec in CONN_FIELDS.items()
+        }
 
     @cached_property
     def connection(self) -> Connection:
