@@ -172,6 +172,15 @@ def _failure_message(summary: Mapping[str, Any], max_failures: int | None, max_r
     return "\n".join(lines)
 
 
+def _waiting_since(context: Context, reschedule: bool) -> float:
+    """Epoch seconds the wait began: in reschedule mode, the first try's (as Airflow's timeout counts)."""
+    if reschedule:
+        first = context["ti"].get_first_reschedule_date(context)
+        if first is not None:
+            return first.timestamp()
+    return time.time()
+
+
 class OrderStatusSensor(BaseSensorOperator):
     """Wait until Juspay reports an order in a target status (default CHARGED, which fulfilment needs).
 
@@ -201,20 +210,20 @@ class OrderStatusSensor(BaseSensorOperator):
         self.juspay_conn_id = juspay_conn_id
         self.not_found_grace = not_found_grace
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
-        self._first_poke: float | None = None
+        self._waiting_since: float | None = None
 
     @cached_property
     def hook(self) -> JuspayHook:
         return JuspayHook(self.juspay_conn_id)
 
     def poke(self, context: Context) -> bool:
-        if self._first_poke is None:
-            self._first_poke = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = _waiting_since(context, self.reschedule)
         try:
             status = str(self.hook.get_order_status(self.order_id).get("status", ""))
         except NotFound:
             status = OrderStatus.NOT_FOUND.value
-        expired = time.monotonic() - self._first_poke >= self.not_found_grace
+        expired = time.time() - self._waiting_since >= self.not_found_grace
         verdict, message = judge(status, self.target_statuses, not_found_expired=expired)
         self.log.info("Order %s: %s", self.order_id, message)
         if verdict is Verdict.FAILED:
@@ -227,6 +236,7 @@ class OrderStatusSensor(BaseSensorOperator):
         if self.poke(context):  # already there: no need to defer
             return None
         now = time.time()
+        grace_left = max(0.0, self._waiting_since + self.not_found_grace - now)
         self.defer(
             trigger=OrderStatusTrigger(
                 order_id=self.order_id,
@@ -234,7 +244,7 @@ class OrderStatusSensor(BaseSensorOperator):
                 target_statuses=self.target_statuses,
                 poll_interval=self.poke_interval,
                 end_time=now + self.timeout,
-                not_found_until=now + self.not_found_grace,
+                not_found_until=now + grace_left,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

@@ -67,3 +67,13 @@ with DAG("juspay_test_order_status", schedule=None, start_date=START, catchup=Fa
         timeout=5,
         not_found_grace=0,
     )
+
+with DAG("juspay_test_order_status_reschedule", schedule=None, start_date=START, catchup=False):
+    OrderStatusSensor(
+        task_id="wait",
+        order_id="{{ dag_run.conf['order_id'] }}",
+        mode="reschedule",
+        poke_interval=0.5,
+        timeout=20,
+        not_found_grace=2,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
@@ -80,3 +81,21 @@ def test_order_status_sensor_fails_fast_on_terminal_failure_and_not_found(
     run = run_dag("juspay_test_order_status", {"order_id": order_id})
     assert run.task_states == {"wait_poke": "failed", "wait_deferred": "failed"}
     assert sum(1 for r in sandbox.requests if r.method == "GET") <= 4, "failed fast, did not poll on"
+
+
+def test_rescheduled_order_sensor_waits_out_the_not_found_grace_then_fails(airflow_db, sandbox, juspay_conn):
+    run = run_dag("juspay_test_order_status_reschedule", {"order_id": "UNKNOWN-5"})
+    assert run.task_states["wait"] == "failed"
+    polls = [r for r in sandbox.requests if r.method == "GET"]
+    assert len(polls) >= 3, "NOT_FOUND was polled again within the grace, across reschedules"
+
+
+def test_rescheduled_order_sensor_succeeds_when_the_order_appears_within_the_grace(
+    airflow_db, sandbox, juspay_conn
+):
+    sandbox.orders["LATE-1"] = "NOT_FOUND"
+    timer = threading.Timer(1.0, lambda: sandbox.orders.__setitem__("LATE-1", "CHARGED"))
+    timer.start()
+    run = run_dag("juspay_test_order_status_reschedule", {"order_id": "LATE-1"})
+    timer.join()
+    assert run.task_states["wait"] == "success"
