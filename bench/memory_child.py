@@ -1,4 +1,4 @@
-"""Run in its own process by the memory case: stream a SQLite table into the sandbox, print peak RSS."""
+"""Run in its own process by the memory case: stream a warehouse table into the sandbox, print peak RSS."""
 
 from __future__ import annotations
 
@@ -18,16 +18,24 @@ from bench.support import Server, client
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", help="SQLite file")
+    parser.add_argument("--pg-uri", help="PostgreSQL URI (instead of --db)")
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--base-url", required=True)
     args = parser.parse_args()
-    db = sqlite3.connect(args.db)
+    if args.pg_uri:
+        import psycopg2
+
+        db = psycopg2.connect(args.pg_uri)
+        sql = "SELECT * FROM fulfilments WHERE id <= %s ORDER BY id"
+    else:
+        db = sqlite3.connect(args.db)
+        sql = "SELECT * FROM fulfilments WHERE id <= ? ORDER BY id"
     started = time.perf_counter()
     with client(Server(args.base_url, 0), pool_size=32) as c:
         pacer = Pacer(None)
         report = push(
-            stream_query(db, "SELECT * FROM fulfilments WHERE id <= ? ORDER BY id", [args.rows]),
+            stream_query(db, sql, [args.rows]),
             report=ReportBuilder(),
             make_record=FulfilmentRecord.from_mapping,
             send=lambda record: c.fulfil(record, pacer=pacer),

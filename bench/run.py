@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from bench import cpu, ledger_overhead, memory, throughput
@@ -19,6 +20,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mapped", default="5,25", help="two task counts for the mapped HttpOperator slope")
     parser.add_argument("--sweep", default="32,64,128", help="max_concurrency values to try")
     parser.add_argument("--memory-sizes", default="10000,100000,1000000")
+    parser.add_argument(
+        "--postgres-uri",
+        default=os.environ.get("JUSPAY_BENCH_POSTGRES_URI"),
+        help="also measure memory streaming from this PostgreSQL (its fulfilments table is replaced)",
+    )
     parser.add_argument("--profile", action="store_true", help="profile the engine in case 2")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it works, not how fast")
     args = parser.parse_args(argv)
@@ -35,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     if "cpu" in cases:
         print(cpu.run(args.cpu_n, profile=args.profile), flush=True)
     if "memory" in cases:
-        print(memory.run(tuple(int(x) for x in args.memory_sizes.split(","))), flush=True)
+        sizes = tuple(int(x) for x in args.memory_sizes.split(","))
+        print(memory.run(sizes, args.postgres_uri), flush=True)
     if "ledger" in cases:
         print(ledger_overhead.run(args.n), flush=True)
     print(f"\nbench finished in {time.monotonic() - started:.0f}s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -13,8 +14,14 @@ pytestmark = pytest.mark.e2e
 
 
 def test_every_benchmark_case_runs_at_tiny_sizes():
+    postgres = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
+    extra = ["--postgres-uri", postgres] if postgres else []
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke"], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "bench.run", "--smoke", *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
@@ -22,3 +29,5 @@ def test_every_benchmark_case_runs_at_tiny_sizes():
         assert title in out
     assert "HttpOperator mapped" in out and "http.client keep-alive loop" in out
     assert "Machine: " in out and "cores" in out
+    if postgres:
+        assert "PostgreSQL (server-side cursor) warehouse" in out
