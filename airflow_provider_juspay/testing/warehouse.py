@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
+from airflow_provider_juspay.fulfilment import ORDER_FIELDS
+
 __all__ = ["COLUMNS", "TABLE_DDL", "SeededDay", "demo_rows", "seed_warehouse"]
 
 TABLE_DDL = """
@@ -24,18 +26,7 @@ CREATE TABLE IF NOT EXISTS fulfilments (
     updated_at TEXT NOT NULL
 )
 """
-COLUMNS = (
-    "id",
-    "order_id",
-    "fulfillment_status",
-    "fulfillment_command",
-    "fulfillment_time",
-    "fulfillment_id",
-    "fulfillment_data",
-    "routing_id",
-    "customer_email",
-    "updated_at",
-)
+COLUMNS = ("id", *ORDER_FIELDS, "customer_email", "updated_at")
 #: Bad values a real warehouse holds; each row of this kind breaks exactly one record rule.
 BAD_VALUES: tuple[dict[str, Any], ...] = (
     {"order_id": None},

@@ -18,7 +18,9 @@ with DAG("juspay_test_bulk_strict", schedule=None, start_date=START, catchup=Fal
     BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, max_failed_ratio=0.01)
 
 with DAG("juspay_test_bulk_dry_run", schedule=None, start_date=START, catchup=False):
-    BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, dry_run=True)
+    BulkFulfilmentOperator(
+        task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, dry_run=True, ledger_conn_id="warehouse"
+    )
 
 with DAG(
     "juspay_test_bulk_records",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import pytest
 
 from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
@@ -61,13 +64,17 @@ def test_max_failed_ratio_fails_the_task_after_reporting(airflow_db, sandbox, ju
     assert report["counts"]["sent"] == warehouse.good, "the good rows were still delivered"
 
 
-def test_dry_run_validates_and_sends_nothing(airflow_db, sandbox, juspay_conn, warehouse):
+def test_dry_run_validates_and_sends_and_writes_nothing(airflow_db, sandbox, juspay_conn, make_warehouse):
+    path, warehouse = make_warehouse(600)
     run = run_dag("juspay_test_bulk_dry_run", {"sql": SELECT_ALL})
     report = run.xcom[("push", "return_value")]
     assert report["dry_run"] is True
     assert report["counts"]["invalid"] == warehouse.bad
     assert report["counts"]["not_attempted"] == warehouse.good + warehouse.unknown
     assert sandbox.requests == []
+    with closing(sqlite3.connect(path)) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "juspay_fulfilment_ledger" not in tables, "a dry run leaves no ledger behind"
 
 
 def test_records_from_xcom_with_column_map_and_defaults(airflow_db, sandbox, juspay_conn):

@@ -49,3 +49,20 @@ def test_pause_holds_every_caller_until_it_ends():
 def test_rate_limit_must_be_positive():
     with pytest.raises(ValueError):
         Pacer(0)
+
+
+def test_a_429_halves_the_pace_and_calm_seconds_bring_it_back():
+    t = FakeTime()
+    pacer = Pacer(100, clock=t.clock, sleep=t.sleep)
+    for _ in range(300):  # three seconds at the limit: the measured pace is 100/s
+        pacer.wait()
+    pacer.pause(0.5)
+    assert pacer.rate == pytest.approx(50, rel=0.05)
+    pacer.pause(0.5)  # a 429 of the same burst, while paused: no second halving
+    assert pacer.rate == pytest.approx(50, rel=0.05)
+    rates = []
+    for _ in range(400):
+        pacer.wait()
+        rates.append(pacer.rate)
+    assert rates[-1] > rates[0], "the pace grows back while calm"
+    assert max(rates) <= 100, "never above rate_limit"
