@@ -18,13 +18,10 @@ let another process configure faults and read what was received.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import collections
-import json
 import random
-import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -35,7 +32,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
-__all__ = ["Faults", "ReceivedRequest", "Sandbox", "main"]
+__all__ = ["Faults", "ReceivedRequest", "Sandbox"]
 
 STATUS_IDS = {
     "NEW": 10, "STARTED": 20, "CHARGED": 21, "JUSPAY_DECLINED": 22, "PENDING_VBV": 23,
@@ -178,15 +175,14 @@ class Sandbox:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="juspay-sandbox", daemon=True)
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self.bind(), self._loop).result(timeout=10)
         return self
 
     def stop(self) -> None:
         """Stop serving and close every connection."""
         if self._loop is None:
             return
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self.unbind(), self._loop).result(timeout=10)
         asyncio.run_coroutine_threadsafe(_cancel_pending(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
@@ -194,13 +190,19 @@ class Sandbox:
         self._loop.close()
         self._loop = self._thread = self._runner = None
 
+    async def unbind(self) -> None:
+        """Stop serving on the running event loop and close every connection."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+
     def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    async def _serve(self) -> None:
+    async def bind(self) -> None:
+        """Start serving on the running event loop (the CLI's); ``start()`` does this in a thread."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -408,72 +410,7 @@ async def _cancel_pending() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the sandbox until interrupted."""
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_juspay.testing.sandbox", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--api-key", default="sandbox_api_key")
-    parser.add_argument("--merchant-id", default="sandbox_merchant")
-    parser.add_argument(
-        "--default-order-status", default="CHARGED", help="status of unlisted orders; NOT_FOUND: unknown"
-    )
-    parser.add_argument("--orders-file", help="JSON object: order id -> status")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--error-rate", type=float, default=0.0)
-    parser.add_argument("--hang-rate", type=float, default=0.0)
-    parser.add_argument("--drop-rate", type=float, default=0.0)
-    parser.add_argument("--drop-after-accept-rate", type=float, default=0.0)
-    parser.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429")
-    parser.add_argument("--retry-after", type=float, default=1.0)
-    parser.add_argument("--hang-seconds", type=float, default=30.0)
-    parser.add_argument("--no-record", action="store_true", help="do not keep every request in memory")
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args(argv)
-    orders = {}
-    if args.orders_file:
-        with open(args.orders_file, encoding="utf-8") as fh:
-            orders = json.load(fh)
-    faults = Faults(
-        latency=args.latency_ms / 1000,
-        error_rate=args.error_rate,
-        hang_rate=args.hang_rate,
-        drop_rate=args.drop_rate,
-        drop_after_accept_rate=args.drop_after_accept_rate,
-        rate_limit=args.rate_limit,
-        retry_after=args.retry_after,
-        hang_seconds=args.hang_seconds,
-    )
-    default_status = (
-        None if args.default_order_status.upper() == "NOT_FOUND" else args.default_order_status.upper()
-    )
-    sandbox = Sandbox(
-        api_key=args.api_key,
-        merchant_id=args.merchant_id,
-        orders=orders,
-        default_order_status=default_status,
-        host=args.host,
-        port=args.port,
-        faults=faults,
-        record=not args.no_record,
-        seed=args.seed,
-    )
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await sandbox._serve()
-        print(f"Juspay sandbox listening on {sandbox.base_url} (merchant {sandbox.merchant_id})", flush=True)
-        await stop.wait()
-        assert sandbox._runner is not None
-        await sandbox._runner.cleanup()
-
-    asyncio.run(run())
-
-
 if __name__ == "__main__":
+    from airflow_provider_juspay.testing.sandbox_cli import main
+
     main()
