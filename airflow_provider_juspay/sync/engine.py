@@ -66,8 +66,9 @@ def push(rows: Iterable[Mapping[str, Any]], *, report: ReportBuilder, **options:
     :param options: as for :class:`Push`.
     """
     run = Push(**options)
-    for result in run.results(rows):
-        report.add(result)
+    with report.heartbeat():
+        for result in run.results(rows):
+            report.add(result)
     return PushOutcome(report.finish(), run.stopped_by)
 
 

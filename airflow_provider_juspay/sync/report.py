@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
@@ -44,7 +46,8 @@ class ReportBuilder:
         self.expected = total
         self.dry_run = dry_run
         self.max_failures = max_failures
-        self.counts: Counter[Outcome] = Counter()
+        # Every outcome present from the start: the heartbeat thread reads while results come in.
+        self.counts: Counter[Outcome] = Counter(dict.fromkeys(Outcome, 0))
         self.errors: Counter[str] = Counter()
         self.failures: list[dict[str, Any]] = []
         self._log = log
@@ -76,6 +79,28 @@ class ReportBuilder:
             self._next_progress = self._clock() + self._every
             self._log.info("%s", self.progress_line())
 
+    @contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        """Within the block, a progress line still comes every interval when no result does (a stall)."""
+        if self._log is None:
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self._every):
+                if self._clock() >= self._next_progress:
+                    self._next_progress = self._clock() + self._every
+                    self._log.info("%s (waiting for answers)", self.progress_line())
+
+        thread = threading.Thread(target=beat, name="juspay-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def finish(self) -> dict[str, Any]:
         """Stop the clock and return the report (JSON-serialisable)."""
         self._finished = self._clock()
@@ -98,8 +123,8 @@ class ReportBuilder:
         elapsed = self._elapsed()
         done = self.done
         rate = done / elapsed if elapsed > 0 else 0.0
-        by_outcome = ", ".join(
-            f"{o.value} {n}" for o, n in sorted(self.counts.items(), key=lambda kv: kv[0].value)
+        by_outcome = ", ".join(  # only the outcomes seen so far
+            f"{o.value} {n}" for o, n in sorted(self.counts.items(), key=lambda kv: kv[0].value) if n
         )
         of = f"/{self.expected}" if self.expected else ""
         line = f"{done}{of} records done ({by_outcome}); {rate:.0f}/s"

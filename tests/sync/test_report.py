@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
 from airflow_provider_juspay.sync.report import ReportBuilder, failed_ratio, format_report
@@ -40,3 +41,13 @@ def test_progress_lines_come_at_the_interval_with_an_eta(caplog):
 
 def test_empty_run_has_a_zero_ratio():
     assert failed_ratio(ReportBuilder().finish()) == 0.0
+
+
+def test_a_stalled_run_still_logs_progress(caplog):
+    builder = ReportBuilder(total=5, log=logging.getLogger("stall"), progress_every=0.02)
+    builder.add(FulfilmentResult(order_id="1", outcome=Outcome.SENT))
+    with caplog.at_level(logging.INFO, logger="stall"), builder.heartbeat():
+        deadline = time.monotonic() + 5
+        while "waiting for answers" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)  # no result arrives: only the heartbeat can log
+    assert "1/5 records done (sent 1)" in caplog.text and "waiting for answers" in caplog.text
