@@ -23,7 +23,7 @@ from typing import Any
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
 from airflow_provider_juspay.sync.dispatcher import Item
 
-__all__ = ["DEFAULT_TABLE", "IN_FLIGHT", "ON_CHANGE", "Ledger", "RunInfo", "payload_hash"]
+__all__ = ["DEFAULT_TABLE", "IN_FLIGHT", "ON_CHANGE", "Ledger", "LedgerPreview", "RunInfo", "payload_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -132,41 +132,70 @@ class Ledger:
         the warehouse is the source of truth and Juspay answers ALREADY_EXISTS to a true repeat),
         ``skip`` it, or ``fail`` it (outcome ``invalid``, code CHANGED_AFTER_DELIVERY).
         """
+        for decided, to_send, known in self._decide(items, on_change):
+            self._mark_in_flight(to_send, known)
+            yield from decided
+
+    def preview(self, items: Iterable[Item], *, on_change: str = "send") -> Iterator[Item]:
+        """What :meth:`filter` would skip and pass on, writing nothing (dry runs); no table means empty."""
+        if not self.exists():
+            yield from items
+            return
+        for decided, _, _ in self._decide(items, on_change):
+            yield from decided
+
+    def exists(self) -> bool:
+        """Whether the table is there (without creating it)."""
+        try:
+            self._query(f"SELECT 1 FROM {self.table} WHERE 1 = 0", [])
+        except Exception:  # each driver has its own Error class: any failure means "not there"
+            self.connection.rollback()
+            return False
+        return True
+
+    def read_only(self) -> LedgerPreview:
+        """This ledger as a dry run sees it."""
+        return LedgerPreview(self)
+
+    def _decide(
+        self, items: Iterable[Item], on_change: str
+    ) -> Iterator[tuple[list[Item], list[tuple[FulfilmentRecord, str]], set[tuple[str, str, str]]]]:
+        """Per batch: the items with delivered keys decided, the records to send, and the keys known."""
         if on_change not in ON_CHANGE:
             raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
         batch: list[Item] = []
         for item in items:
             batch.append(item)
             if len(batch) >= self.batch_size:
-                yield from self._filter_batch(batch, on_change)
+                yield self._decide_batch(batch, on_change)
                 batch = []
         if batch:
-            yield from self._filter_batch(batch, on_change)
+            yield self._decide_batch(batch, on_change)
 
-    def _filter_batch(self, batch: list[Item], on_change: str) -> Iterator[Item]:
+    def _decide_batch(
+        self, batch: list[Item], on_change: str
+    ) -> tuple[list[Item], list[tuple[FulfilmentRecord, str]], set[tuple[str, str, str]]]:
         records = [item for item in batch if isinstance(item, FulfilmentRecord)]
         known = self._lookup(records)
         to_send: list[tuple[FulfilmentRecord, str]] = []
-        decided: dict[int, Item] = {}
-        for index, item in enumerate(batch):
+        decided: list[Item] = []
+        for item in batch:
+            decided.append(item)
             if not isinstance(item, FulfilmentRecord):
                 continue
-            key = _key(item)
             digest = payload_hash(item)
-            row = known.get(key)
+            row = known.get(_key(item))
             if row is not None and row["state"] in DELIVERED:
                 if row["payload_hash"] == digest:
-                    decided[index] = _result(
-                        item, Outcome.SKIPPED, message=f"already {row['state']} (ledger)"
-                    )
+                    decided[-1] = _result(item, Outcome.SKIPPED, message=f"already {row['state']} (ledger)")
                     continue
                 if on_change == "skip":
-                    decided[index] = _result(
+                    decided[-1] = _result(
                         item, Outcome.SKIPPED, message="changed since delivered; on_change=skip"
                     )
                     continue
                 if on_change == "fail":
-                    decided[index] = _result(
+                    decided[-1] = _result(
                         item,
                         Outcome.INVALID,
                         error_code=CHANGED_AFTER_DELIVERY,
@@ -174,9 +203,7 @@ class Ledger:
                     )
                     continue
             to_send.append((item, digest))
-        self._mark_in_flight(to_send, set(known))
-        for index, item in enumerate(batch):
-            yield decided.get(index, item)
+        return decided, to_send, set(known)
 
     def _lookup(self, records: Sequence[FulfilmentRecord]) -> dict[tuple[str, str, str], dict[str, Any]]:
         if not records:
@@ -383,6 +410,19 @@ class Ledger:
         if self._mark is _named:
             return [{f"p{i}": v for i, v in enumerate(row)} for row in rows]
         return rows
+
+
+class LedgerPreview:
+    """A ledger as a dry run sees it: it tells what would be skipped and writes nothing."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def filter(self, items: Iterable[Item], *, on_change: str = "send") -> Iterator[Item]:
+        return self.ledger.preview(items, on_change=on_change)
+
+    def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
+        return iter(results)
 
 
 def _key(record: FulfilmentRecord) -> tuple[str, str, str]:

@@ -158,3 +158,15 @@ def test_summary_counts_failures_for_a_run(db, client, sandbox):
 def test_table_name_is_checked():
     with pytest.raises(ValueError, match="plain"):
         Ledger(sqlite3.connect(":memory:"), merchant_id="m", table="x; DROP TABLE y")
+
+
+def test_preview_writes_nothing_and_a_missing_table_reads_as_empty(db, client):
+    ledger = Ledger(db, merchant_id=MERCHANT_ID)
+    records = [FulfilmentRecord.from_mapping(r) for r in rows(3)]
+    assert not ledger.exists()
+    assert list(ledger.preview(records)) == records, "no table: everything would be sent"
+    assert not ledger.exists(), "and nothing was created"
+    run(client, make_ledger(db), rows(3))
+    previewed = list(make_ledger(db).read_only().filter(records))
+    assert [r.outcome.value for r in previewed] == ["skipped"] * 3
+    assert set(make_ledger(db).states().values()) == {"sent"}

@@ -66,7 +66,10 @@ class FulfilmentOperatorBase(BaseOperator):
 
     @contextmanager
     def open_ledger(self, context: Context) -> Iterator[Ledger | None]:
-        """The ledger of this task try (None without ``ledger_conn_id``); its connection closes after."""
+        """The ledger of this task try (None without ``ledger_conn_id``); its connection closes after.
+
+        Nothing is written here: a run that sends calls ``ensure_table()``, a dry run reads only.
+        """
         if not self.ledger_conn_id:
             yield None
             return
@@ -79,7 +82,6 @@ class FulfilmentOperatorBase(BaseOperator):
                 table=self.ledger_table,
                 run=RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, try_number=ti.try_number),
             )
-            ledger.ensure_table()
             yield ledger
         finally:
             connection.close()

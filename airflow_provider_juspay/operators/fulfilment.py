@@ -95,6 +95,8 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             )
         try:
             with self.open_ledger(context) as ledger:
+                if ledger is not None:
+                    ledger.ensure_table()
                 run = Push(
                     make_record=self.make_record,
                     send=self.hook.client.fulfil,
@@ -167,7 +169,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     :param max_concurrency: requests in flight at once (default 16).
     :param rate_limit: requests per second over all workers (default: no cap); a 429 pauses all.
     :param dry_run: validate and report, send nothing and write no ledger (valid rows count
-        ``not_attempted``).
+        ``not_attempted``; with a ledger, delivered keys count ``skipped`` as in a real run).
     :param max_failed_ratio: fail the task above this share of failures (default: never).
 
     ``juspay_conn_id``, ``column_map``, ``defaults``, ``ledger_conn_id``, ``ledger_table`` and
@@ -234,16 +236,25 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             log=self.log,
         )
         try:
-            if self.dry_run:
-                outcome = push(self._rows(), report=report, make_record=self.make_record, send=dry_run_send)
-            else:
-                pacer = Pacer(self.rate_limit)
-                client = self.hook.client
+            with self.open_ledger(context) as ledger:
+                if self.dry_run:
+                    outcome = push(
+                        self._rows(),
+                        report=report,
+                        make_record=self.make_record,
+                        send=dry_run_send,
+                        ledger=ledger.read_only() if ledger is not None else None,
+                        on_change=self.on_change,
+                    )
+                else:
+                    if ledger is not None:
+                        ledger.ensure_table()
+                    pacer = Pacer(self.rate_limit)
+                    client = self.hook.client
 
-                def send(record: Any) -> FulfilmentResult:
-                    return client.fulfil(record, pacer=pacer)
+                    def send(record: Any) -> FulfilmentResult:
+                        return client.fulfil(record, pacer=pacer)
 
-                with self.open_ledger(context) as ledger:
                     outcome = push(
                         self._rows(),
                         report=report,

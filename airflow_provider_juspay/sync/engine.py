@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow_provider_juspay.errors import AuthError
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult
-from airflow_provider_juspay.ledger import Ledger
+from airflow_provider_juspay.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY, Dispatcher, not_attempted
 from airflow_provider_juspay.sync.records import validate_rows
 from airflow_provider_juspay.sync.report import ReportBuilder
@@ -29,7 +29,7 @@ class Push:
         make_record: Callable[[Mapping[str, Any]], FulfilmentRecord],
         send: Callable[[FulfilmentRecord], FulfilmentResult],
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        ledger: Ledger | None = None,
+        ledger: Ledger | LedgerPreview | None = None,
         on_change: str = "send",
     ) -> None:
         self.make_record = make_record

@@ -105,3 +105,15 @@ def test_sigkill_mid_run_then_rerun_delivers_everything_once(airflow_db, sandbox
             )
         }
     assert delivered == set(sandbox.accepted), "the ledger agrees with what Juspay holds"
+
+
+def test_dry_run_reads_the_ledger_and_writes_nothing(airflow_db, sandbox, juspay_conn, make_warehouse):
+    path, warehouse = make_warehouse(600)
+    run_dag("juspay_test_bulk_ledger", {"sql": SELECT_ALL})
+    before_requests, before_states = len(sandbox.requests), ledger_states(path)
+    report = run_dag("juspay_test_bulk_dry_run", {"sql": SELECT_ALL}).xcom[("push", "return_value")]
+    assert report["dry_run"] is True
+    assert report["counts"]["skipped"] == warehouse.good, "delivered keys would be skipped"
+    assert report["counts"]["not_attempted"] == warehouse.unknown, "the rejected ones would go again"
+    assert report["counts"]["invalid"] == warehouse.bad
+    assert len(sandbox.requests) == before_requests and ledger_states(path) == before_states
