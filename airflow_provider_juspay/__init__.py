@@ -29,6 +29,25 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Transient errors (429, 5xx, timeouts) are retried up to this many attempts in all.",
         "schema": {"type": ["integer", "null"], "default": 5},
     },
+    "initial_wait": {
+        "label": "First retry wait (s)",
+        "description": "Backoff doubles from this, capped at the maximum wait, plus jitter.",
+        "schema": {"type": ["number", "null"], "default": 0.5},
+    },
+    "max_wait": {
+        "label": "Maximum retry wait (s)",
+        "description": "Also caps how long a 429's Retry-After is honoured.",
+        "schema": {"type": ["number", "null"], "default": 30},
+    },
+    "pool_size": {
+        "label": "Connections kept open",
+        "schema": {"type": ["integer", "null"], "default": 32},
+    },
+    "extra_commands": {
+        "label": "Extra fulfilment commands",
+        "description": "Comma-separated commands enabled for this merchant beyond Juspay's documented ones.",
+        "schema": {"type": ["string", "null"]},
+    },
     "timezone": {
         "label": "Fulfilment time zone",
         "description": "IANA zone that aware fulfilment times are converted to before sending.",
