@@ -129,7 +129,6 @@ class DagRunOutcome:
 
 def run_dag(dag_id: str, conf: dict | None = None) -> DagRunOutcome:
     """Run a DAG of tests/dags in-process with ``dag.test()`` and read back states and XComs."""
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.session import create_session
 
     dag = DagBag(dag_folder=str(REPO / "tests" / "dags")).get_dag(dag_id)
@@ -137,6 +136,15 @@ def run_dag(dag_id: str, conf: dict | None = None) -> DagRunOutcome:
     with create_session() as session:
         states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances(session=session)}
     return DagRunOutcome(str(dagrun.state), states, xcoms(dag_id, dagrun.run_id))
+
+
+def DagBag(dag_folder: str):
+    """Airflow's DagBag, from where this Airflow keeps it (3.1: airflow.models; later: dag_processing)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag as Bag
+    except ImportError:
+        from airflow.models.dagbag import DagBag as Bag
+    return Bag(dag_folder=dag_folder)
 
 
 def xcoms(dag_id: str, run_id: str | None = None) -> dict[tuple, object]:

@@ -6,7 +6,8 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+# Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
 from airflow_provider_juspay.ledger import CHANGED_AFTER_DELIVERY

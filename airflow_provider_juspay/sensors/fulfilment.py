@@ -8,8 +8,14 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+# Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    conf,
+)
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_juspay.errors import NotFound
 from airflow_provider_juspay.fulfilment import Outcome
@@ -29,10 +35,6 @@ _NOT_DELIVERED = (Outcome.REJECTED, Outcome.FAILED, Outcome.INVALID, Outcome.NOT
 
 
 def _default_deferrable() -> bool:
-    try:
-        from airflow.sdk.configuration import conf
-    except ImportError:  # Airflow 3.1
-        from airflow.configuration import conf
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
@@ -257,8 +259,6 @@ class OrderStatusSensor(BaseSensorOperator):
             return event["order_status"]
         message = f"order {event['order_id']}: {event['message']}"
         if event["status"] == "timeout" and self.soft_fail:
-            from airflow.sdk.exceptions import AirflowSkipException
-
             raise AirflowSkipException(message)
         if event["status"] == "error":
             raise AirflowException(message)

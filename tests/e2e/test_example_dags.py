@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import API_KEY, DAY, REPO, conn_json, xcoms
+from tests.conftest import API_KEY, DAY, REPO, DagBag, conn_json, xcoms
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +33,6 @@ def no_connection_lookups(monkeypatch):
 
 
 def test_example_dags_import_without_errors_or_connection_lookups(airflow_db, no_connection_lookups):
-    from airflow.dag_processing.dagbag import DagBag
-
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
     assert "juspay_fulfil_from_upstream" in bag.dag_ids
