@@ -94,6 +94,11 @@ class Outcome(str, Enum):
         return self in _FAILURES
 
     @property
+    def is_undelivered(self) -> bool:
+        """True when Juspay does not hold the fulfilment and it must be looked at or sent again."""
+        return self.is_failure or self is Outcome.NOT_ATTEMPTED
+
+    @property
     def is_delivered(self) -> bool:
         """True when Juspay holds the fulfilment (now or from before)."""
         return self in (Outcome.SENT, Outcome.ALREADY_FULFILLED)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
+from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult
 from airflow_provider_juspay.ledger import CHANGED_AFTER_DELIVERY
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase, db_api_hook
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
@@ -128,7 +128,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
     def _raise_on_failures(
         self, results: list[FulfilmentResult], context: Context, payload: list[dict[str, Any]]
     ) -> None:
-        failures = [r for r in results if r.outcome.is_failure or r.outcome is Outcome.NOT_ATTEMPTED]
+        failures = [r for r in results if r.outcome.is_undelivered]
         if not failures or not self.fail_on_error:
             return
         context["ti"].xcom_push(key="results", value=payload)

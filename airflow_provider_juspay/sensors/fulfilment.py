@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FulfilmentFailureSensor", "OrderStatusSensor"]
 
-#: Outcomes that mean Juspay did not get the fulfilment (not_attempted too, outside a dry run).
-_NOT_DELIVERED = (Outcome.REJECTED, Outcome.FAILED, Outcome.INVALID, Outcome.NOT_ATTEMPTED)
-
 
 def _default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
@@ -136,7 +133,10 @@ class FulfilmentFailureSensor(BaseSensorOperator):
                 errors[code] = errors.get(code, 0) + n
             failures += one["failures"]
             not_delivered = [
-                o for o in _NOT_DELIVERED if not (one.get("dry_run") and o is Outcome.NOT_ATTEMPTED)
+                # In a dry run, not_attempted only means "valid, would be sent".
+                o
+                for o in Outcome
+                if o.is_undelivered and not (one.get("dry_run") and o is Outcome.NOT_ATTEMPTED)
             ]
             failed += sum(one["counts"].get(o.value, 0) for o in not_delivered)
         total = sum(counts.values())

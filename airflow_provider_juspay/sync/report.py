@@ -139,7 +139,7 @@ class ReportBuilder:
 def failed_ratio(report: dict[str, Any]) -> float:
     """(rejected + failed + invalid) / total; 0 for an empty run."""
     counts = report["counts"]
-    bad = sum(counts.get(o.value, 0) for o in (Outcome.REJECTED, Outcome.FAILED, Outcome.INVALID))
+    bad = sum(counts.get(o.value, 0) for o in Outcome if o.is_failure)
     return bad / report["total"] if report["total"] else 0.0
 
 
