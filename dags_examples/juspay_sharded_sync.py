@@ -11,6 +11,7 @@ from airflow.sdk import dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
+from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
 
 SHARDS = 4
 QUERY = """
@@ -32,12 +33,20 @@ ORDER BY id
     tags=["juspay", "example"],
 )
 def juspay_sharded_sync():
-    BulkFulfilmentOperator.partial(
+    shards = BulkFulfilmentOperator.partial(
         task_id="push_shard",
         sql_conn_id="warehouse",
         max_concurrency=16,
         rate_limit=200,  # per shard
     ).expand(sql=[QUERY.format(shards=SHARDS, shard=shard) for shard in range(SHARDS)])
+    # One verdict for the whole day: the check adds up the shards' reports.
+    shards >> FulfilmentFailureSensor(
+        task_id="check_failures",
+        sync_task_id="push_shard",
+        max_failure_ratio=0.05,
+        trigger_rule="all_done",
+        timeout=600,
+    )
 
 
 juspay_sharded_sync()
