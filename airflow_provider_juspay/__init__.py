@@ -24,6 +24,11 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "label": "Read timeout (s)",
         "schema": {"type": ["number", "null"], "default": 30},
     },
+    "request_deadline": {
+        "label": "Request deadline (s)",
+        "description": "the whole exchange: connect, send and the complete answer",
+        "schema": {"type": ["number", "null"], "default": 60},
+    },
     "max_attempts": {
         "label": "Attempts per request",
         "description": "Transient errors (429, 5xx, timeouts) are retried up to this many attempts in all.",

@@ -11,8 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -29,7 +32,7 @@ from tenacity import (
 )
 
 from airflow_provider_juspay import __version__
-from airflow_provider_juspay.config import ClientConfig, RetryPolicy, is_loopback
+from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts, is_loopback
 from airflow_provider_juspay.errors import (
     ApiError,
     AuthError,
@@ -37,28 +40,63 @@ from airflow_provider_juspay.errors import (
     NotFound,
     RateLimited,
     Rejected,
+    RunStopped,
     ServerError,
+    UnexpectedResponse,
 )
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
 from airflow_provider_juspay.transport import SessionTransport, StdlibTransport, Transport
 
-__all__ = ["USER_AGENT", "JuspayClient", "Pacing"]
+__all__ = ["USER_AGENT", "AttemptControl", "JuspayClient", "RetryTally"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"airflow-provider-juspay/{__version__}"
 ALREADY_EXISTS = "ALREADY_EXISTS"
 NOT_FOUND_CODES = frozenset({"RESOURCE_NOT_FOUND", "NOT_FOUND"})
-#: Seconds a 429 without Retry-After pauses a paced run.
-DEFAULT_THROTTLE_PAUSE = 1.0
+#: The connection test makes one attempt and waits at most this long (the UI's Test button waits on it).
+TEST_DEADLINE = 10.0
+#: Characters of an unexpected answer quoted in its error message.
+QUOTED_CHARS = 80
 
 
-class Pacing(Protocol):
-    """What a bulk run shares between its workers (see ``sync.pacer.Pacer``)."""
+class AttemptControl(Protocol):
+    """What the workers of a bulk run share (``sync.control.RunControl``): pace, breaker and stop."""
 
-    def wait(self) -> None: ...
+    def before_attempt(self) -> None:
+        """Wait for the pace; raise :class:`RunStopped` when no request may leave any more."""
 
-    def pause(self, seconds: float) -> None: ...
+    def after_attempt(self, error: ApiError | None) -> None:
+        """Learn how an attempt ended (None: Juspay answered); a 429 slows the run, failures count."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait between retries; returns early when the run stops."""
+
+
+class RetryTally:
+    """Counts retries by cause; the first of each cause is logged in full, the rest only counted.
+
+    A run with many retries logs them as counts beside its progress lines instead of a line each.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, exc: BaseException | None, attempt: int, wait: float) -> None:
+        cause = (getattr(exc, "error_code", None) or type(exc).__name__).upper()
+        with self._lock:
+            self._counts[cause] += 1
+            first = self._counts[cause] == 1
+        order = getattr(exc, "order_id", None)
+        level = logging.INFO if first else logging.DEBUG
+        tail = " (retries of this kind are counted in the progress lines from now on)" if first else ""
+        log.log(level, "order %s: attempt %d got %s; retrying in %.2fs%s", order, attempt, exc, wait, tail)
+
+    def counts(self) -> dict[str, int]:
+        """Retries so far, by cause (error code), most frequent first."""
+        with self._lock:
+            return dict(self._counts.most_common())
 
 
 class JuspayClient:
@@ -70,14 +108,19 @@ class JuspayClient:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self._transport = _transport_for(config)
-        token = base64.b64encode(f"{config.api_key}:".encode()).decode("ascii")
+        token = basic_token(config.api_key)
         self._headers = {
             "Authorization": f"Basic {token}",
             "x-merchantid": config.merchant_id,
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
-        self._retrying = _retrying(config.retry)
+        # A gateway may echo the Authorization header back: scrub both forms of the key from answers.
+        self._secrets = tuple(sorted({config.api_key, token}, key=len, reverse=True))
+        #: Retries by cause, for progress lines and the report.
+        self.retries = RetryTally()
+        self._retrying = _retrying(config.retry, self.retries)
+        self._controlled: tuple[AttemptControl, Retrying] | None = None
 
     def __repr__(self) -> str:
         return f"JuspayClient(base_url={self.config.base_url!r}, merchant_id={self.config.merchant_id!r})"
@@ -94,12 +137,13 @@ class JuspayClient:
 
     # -- public API -------------------------------------------------------------------------
 
-    def fulfil(self, record: FulfilmentRecord, *, pacer: Pacing | None = None) -> FulfilmentResult:
+    def fulfil(self, record: FulfilmentRecord, *, control: AttemptControl | None = None) -> FulfilmentResult:
         """Send one fulfilment; transient errors are retried, the outcome is returned.
 
-        :param pacer: shared by the workers of a bulk run: each attempt waits for it, and a 429
-            pauses it (so the whole run slows down, not just this worker).
+        :param control: shared by the workers of a bulk run: each attempt waits for its pace and
+            reports how it ended (429s slow the run, failures feed the circuit breaker).
         :raises AuthError: on 401/403, which no later request can get past.
+        :raises RunStopped: the run stopped before this record's first attempt.
         """
         path = f"/orders/{quote(record.order_id, safe='')}/fulfillment"
         body = urlencode(record.to_form())
@@ -107,19 +151,24 @@ class JuspayClient:
         if record.routing_id:
             headers["x-routing-id"] = record.routing_id
         attempts = 0
+        last_error: ApiError | None = None
 
         def attempt() -> tuple[int, dict[str, Any]]:
-            nonlocal attempts
+            nonlocal attempts, last_error
+            if control is not None:
+                control.before_attempt()
             attempts += 1
-            if pacer is None:
-                return self._call("POST", path, record.order_id, body=body, headers=headers)
-            pacer.wait()
             try:
-                return self._call("POST", path, record.order_id, body=body, headers=headers)
-            except RateLimited as exc:
-                pause = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_PAUSE
-                pacer.pause(min(pause, self.config.retry.max_wait))
+                answer = self._call("POST", path, record.order_id, body=body, headers=headers)
+                _check_fulfilment_answer(answer[1], record.order_id, self._scrub)
+            except ApiError as exc:
+                last_error = exc
+                if control is not None:
+                    control.after_attempt(exc)
                 raise
+            if control is not None:
+                control.after_attempt(None)
+            return answer
 
         def result(outcome: Outcome, **kwargs: Any) -> FulfilmentResult:
             return FulfilmentResult(
@@ -132,9 +181,19 @@ class JuspayClient:
             )
 
         try:
-            status, _ = self._retrying(attempt)
+            status, _ = self._retrying_for(control)(attempt)
         except AuthError:
             raise
+        except RunStopped as stop:
+            if last_error is None:
+                raise
+            # Tried and not delivered before the stop: the last answer stands, and the key goes again.
+            return result(
+                Outcome.FAILED,
+                http_status=last_error.http_status,
+                error_code=last_error.error_code,
+                message=f"{last_error.detail or last_error}; then {stop}",
+            )
         except ApiError as exc:
             if exc.error_code == ALREADY_EXISTS:
                 return result(
@@ -145,26 +204,53 @@ class JuspayClient:
             return result(outcome, http_status=exc.http_status, error_code=exc.error_code, message=message)
         return result(Outcome.SENT, http_status=status)
 
+    def _retrying_for(self, control: AttemptControl | None) -> Retrying:
+        """The retry policy; within a run, its waits end early when the run stops."""
+        if control is None:
+            return self._retrying
+        bound = self._controlled
+        if bound is None or bound[0] is not control:
+            bound = (control, self._retrying.copy(sleep=control.sleep))
+            self._controlled = bound
+        return bound[1]
+
     def get_order_status(self, order_id: str) -> dict[str, Any]:
         """Juspay's view of an order (``GET /orders/{id}``); read-only, so always safe to retry.
 
         :raises NotFound: Juspay does not know the order.
         """
-        path = f"/orders/{quote(str(order_id), safe='')}"
-        _, payload = self._retrying(self._call, "GET", path, str(order_id))
+        _, payload = self._retrying(self._get_order, str(order_id), self._transport)
         return payload
 
+    def _get_order(self, order_id: str, transport: Transport) -> tuple[int, dict[str, Any]]:
+        path = f"/orders/{quote(order_id, safe='')}"
+        status, payload = self._call("GET", path, order_id, transport=transport)
+        _check_order_answer(payload, order_id, self._scrub)
+        return status, payload
+
     def test_connection(self) -> tuple[bool, str]:
-        """Check the credentials without side effects: look up an order id that cannot exist."""
+        """Check the credentials without side effects: look up an order id that cannot exist.
+
+        One attempt, at most :data:`TEST_DEADLINE` seconds: it backs the UI's Test button. Juspay's
+        not-found answer proves the key works; a 404 without Juspay's body (a wrong base path) does not.
+        """
         probe = f"airflow-provider-juspay-connection-test-{uuid.uuid4().hex}"
+        short = Timeouts(
+            connect=min(self.config.timeouts.connect, TEST_DEADLINE),
+            read=min(self.config.timeouts.read, TEST_DEADLINE),
+            deadline=min(self.config.timeouts.deadline, TEST_DEADLINE),
+        )
+        transport = _transport_for(replace(self.config, timeouts=short, pool_size=1))
         try:
-            self.get_order_status(probe)
+            self._get_order(probe, transport)
         except NotFound:
             return True, f"Connected to {self.config.base_url}: Juspay accepted the API key."
         except AuthError as exc:
             return False, f"Juspay refused the credentials: {exc}"
         except JuspayError as exc:
             return False, f"Could not check the connection to {self.config.base_url}: {exc}"
+        finally:
+            transport.close()
         return True, f"Connected to {self.config.base_url}."
 
     # -- one exchange -----------------------------------------------------------------------
@@ -177,14 +263,44 @@ class JuspayClient:
         *,
         body: str | None = None,
         headers: Mapping[str, str] | None = None,
+        transport: Transport | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """One request, no retry: the status and decoded body of a 2xx, else the matching error."""
+        """One request, no retry: the status and decoded body of a 2xx, else the matching error.
+
+        A body that is not a JSON object is an :class:`UnexpectedResponse` (unless the status is
+        5xx or 429, which are transient whatever the body says).
+        """
         all_headers = {**self._headers, **headers} if headers else self._headers
-        answer = self._transport.exchange(method, path, body, all_headers, order_id)
+        answer = (transport or self._transport).exchange(method, path, body, all_headers, order_id)
         payload = _decode(answer.data)
+        transient = answer.status >= 500 or answer.status == 429
+        if payload is None and not transient:
+            raise UnexpectedResponse(
+                f"HTTP {answer.status} with a body that is not Juspay's JSON "
+                f"({self._scrub(_quote(answer.data))}); is the base URL right?",
+                order_id=order_id,
+                http_status=answer.status,
+                error_code="UNEXPECTED_RESPONSE",
+            )
         if 200 <= answer.status < 300:
-            return answer.status, payload
-        raise _error_for(answer.status, payload, order_id, answer.retry_after)
+            return answer.status, payload or {}
+        raise _error_for(answer.status, payload or {}, order_id, answer.retry_after, self._scrub)
+
+    def abort_in_flight(self) -> int:
+        """Cut the requests on the wire now (a run that is stopping); returns how many."""
+        return self._transport.abort_in_flight()
+
+    def _scrub(self, text: str) -> str:
+        """The text without the API key or its Basic token (a gateway may echo them back)."""
+        for secret in self._secrets:
+            if secret and secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+def basic_token(api_key: str) -> str:
+    """The Basic credentials Juspay takes: base64 of ``<api key>:``; as secret as the key."""
+    return base64.b64encode(f"{api_key}:".encode()).decode("ascii")
 
 
 def _transport_for(config: ClientConfig) -> Transport:
@@ -193,25 +309,85 @@ def _transport_for(config: ClientConfig) -> Transport:
     proxies = {} if is_loopback(host) else get_environ_proxies(config.base_url)
     if proxies:
         return SessionTransport(
-            config.base_url, timeouts=config.timeouts, pool_size=config.pool_size, proxies=proxies
+            config.base_url,
+            timeouts=config.timeouts,
+            pool_size=config.pool_size,
+            proxies=proxies,
+            max_answer_bytes=config.max_answer_bytes,
         )
-    return StdlibTransport(config.base_url, timeouts=config.timeouts, pool_size=config.pool_size)
+    return StdlibTransport(
+        config.base_url,
+        timeouts=config.timeouts,
+        pool_size=config.pool_size,
+        max_answer_bytes=config.max_answer_bytes,
+    )
 
 
-def _decode(data: bytes) -> dict[str, Any]:
+def _decode(data: bytes) -> dict[str, Any] | None:
+    """The answer as a JSON object; None when it is anything else."""
     try:
-        payload = json.loads(data) if data else {}
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
+        payload = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
-def _error_for(status: int, payload: Mapping[str, Any], order_id: str, retry_after: str | None) -> ApiError:
+def _quote(data: bytes) -> str:
+    text = data[: QUOTED_CHARS * 4].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return repr(text[:QUOTED_CHARS] + ("..." if len(text) > QUOTED_CHARS else "")) if text else "empty"
+
+
+#: Keys of Juspay's error envelope; a 4xx without any of them is not Juspay's answer.
+_ENVELOPE = ("error_code", "error_message", "error_info", "status")
+
+
+def _check_fulfilment_answer(payload: Mapping[str, Any], order_id: str, scrub: Any) -> None:
+    """A 2xx counts as delivered only when it is Juspay's fulfilment answer for this order."""
+    named = payload.get("order_id")
+    if named is not None and str(named) != order_id:
+        raise UnexpectedResponse(
+            f"the answer names order {scrub(str(named)[:QUOTED_CHARS])!r}, not this one",
+            order_id=order_id,
+            error_code="UNEXPECTED_RESPONSE",
+        )
+    if named is None and str(payload.get("status", "")).upper() != "SUCCESS":
+        raise UnexpectedResponse(
+            "the answer is JSON but not Juspay's fulfilment answer (no order_id, no SUCCESS status); "
+            "is the base URL right?",
+            order_id=order_id,
+            error_code="UNEXPECTED_RESPONSE",
+        )
+
+
+def _check_order_answer(payload: Mapping[str, Any], order_id: str, scrub: Any) -> None:
+    """A 2xx of the Order Status API names the order and its status."""
+    named = payload.get("order_id")
+    if (named is not None and str(named) != order_id) or ("status" not in payload and named is None):
+        raise UnexpectedResponse(
+            "the answer is not Juspay's order status for this order; is the base URL right?",
+            order_id=order_id,
+            error_code="UNEXPECTED_RESPONSE",
+        )
+
+
+def _error_for(
+    status: int, payload: Mapping[str, Any], order_id: str, retry_after: str | None, scrub: Any
+) -> ApiError:
     """Map a non-2xx answer to its error, keyed on ``error_info.code`` (Juspay's stable field)."""
+    transient = status >= 500 or status == 429
+    if not transient and not any(key in payload for key in _ENVELOPE):
+        return UnexpectedResponse(
+            f"HTTP {status} without Juspay's error body; is the base URL right?",
+            order_id=order_id,
+            http_status=status,
+            error_code="UNEXPECTED_RESPONSE",
+        )
     info = payload.get("error_info") if isinstance(payload.get("error_info"), dict) else {}
     code = info.get("code") or payload.get("error_code") or None
+    code = scrub(str(code)) if code is not None else None
     text = payload.get("error_message") or info.get("developer_message") or info.get("user_message")
-    detail = str(text).strip() if text else None
+    detail = scrub(str(text).strip()) if text else None
     message = f"HTTP {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")
     kwargs: dict[str, Any] = {
         "order_id": order_id,
@@ -261,20 +437,18 @@ class _wait_retry_after_or_backoff:
         return self.backoff(state)
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    order = getattr(exc, "order_id", None)
-    log.info("order %s: attempt %d got %s; retrying in %.2fs", order, state.attempt_number, exc, wait)
-
-
-def _retrying(policy: RetryPolicy) -> Retrying:
+def _retrying(policy: RetryPolicy, tally: RetryTally) -> Retrying:
     """The retry policy as tenacity pieces; one instance serves all threads (its state is thread-local)."""
+
+    def count_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        tally.add(exc, state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
+
     return Retrying(
         stop=stop_after_attempt(policy.max_attempts),
         wait=_wait_retry_after_or_backoff(policy),
         retry=retry_if_exception(lambda exc: isinstance(exc, JuspayError) and exc.retryable),
         sleep=policy.sleep,
-        before_sleep=_log_retry,
+        before_sleep=count_retry,
         reraise=True,
     )

@@ -30,6 +30,11 @@ DEFAULT_ENVIRONMENT = "sandbox"
 #: Near Juspay's own SDKs (15 s / 30 s); a timeout is always set.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
+#: The whole exchange (connect, send, the complete answer): a server that trickles bytes cannot hold
+#: a worker past it, which a per-read timeout alone allows.
+DEFAULT_DEADLINE = 60.0
+#: Juspay's answers are a few KB; a bigger one is not Juspay's and is not read into memory.
+DEFAULT_MAX_ANSWER_BYTES = 1024 * 1024
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_INITIAL_WAIT = 0.5
 DEFAULT_MAX_WAIT = 30.0
@@ -38,13 +43,14 @@ DEFAULT_POOL_SIZE = 32
 
 @dataclass(frozen=True, kw_only=True)
 class Timeouts:
-    """Seconds to wait for a connection and for each read of the answer."""
+    """Seconds to wait for a connection, for each read of the answer, and for the whole exchange."""
 
     connect: float = DEFAULT_CONNECT_TIMEOUT
     read: float = DEFAULT_READ_TIMEOUT
+    deadline: float = DEFAULT_DEADLINE
 
     def __post_init__(self) -> None:
-        for name in ("connect", "read"):
+        for name in ("connect", "read", "deadline"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"timeout {name} must be a positive number of seconds, got {value!r}")
@@ -87,6 +93,8 @@ class ClientConfig:
     timezone: str = DEFAULT_TIMEZONE
     #: Commands enabled for this merchant beyond the documented ones.
     extra_commands: tuple[str, ...] = ()
+    #: Longest answer body read; a longer one is a transient failure (ANSWER_TOO_LARGE).
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
 
     def __post_init__(self) -> None:
         if not self.merchant_id or not str(self.merchant_id).strip():
@@ -95,6 +103,8 @@ class ClientConfig:
             raise ConfigError("API key is missing (the connection's password field)")
         if self.pool_size < 1:
             raise ConfigError(f"pool_size must be >= 1, got {self.pool_size!r}")
+        if self.max_answer_bytes < 1024:
+            raise ConfigError(f"max_answer_bytes must be >= 1024, got {self.max_answer_bytes!r}")
         object.__setattr__(self, "base_url", check_base_url(self.base_url))
 
 

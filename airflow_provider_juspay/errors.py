@@ -5,10 +5,14 @@
     JuspayError
     ├── ConfigError(JuspayError, ValueError)   bad connection or config; names the missing field
     ├── RecordError(JuspayError, ValueError)   a record broke a rule          -> outcome "invalid"
+    ├── RunStopped                             the run is stopping (breaker, signal, refused key)
+    │                                                                          -> "not_attempted"
     └── ApiError                               Juspay could not be reached or said no
         ├── TransportError   timeouts, dropped connections   retryable  -> "failed" once retries run out
         ├── RateLimited      429, carries retry_after        retryable  -> "failed" once retries run out
         ├── ServerError      5xx                             retryable  -> "failed" once retries run out
+        ├── UnexpectedResponse  an answer that is not Juspay's (wrong base URL, a portal, a proxy page)
+        │                                                               -> "failed", trips the breaker
         ├── AuthError        401/403; stops the run                     -> later rows "not_attempted"
         └── Rejected         any other 4xx; permanent                   -> "rejected"
             └── NotFound     Juspay does not know the order (RESOURCE_NOT_FOUND)
@@ -27,8 +31,10 @@ __all__ = [
     "RateLimited",
     "RecordError",
     "Rejected",
+    "RunStopped",
     "ServerError",
     "TransportError",
+    "UnexpectedResponse",
 ]
 
 
@@ -55,6 +61,14 @@ class RecordError(JuspayError, ValueError):
         if len(shown) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"order {order_id or '<missing>'}: {field}={shown}: {rule}")
+
+
+class RunStopped(JuspayError):
+    """The run is stopping, so no further request leaves; ``error_code`` names why."""
+
+    def __init__(self, message: str, *, error_code: str) -> None:
+        self.error_code = error_code
+        super().__init__(message)
 
 
 class ApiError(JuspayError):
@@ -97,6 +111,10 @@ class ServerError(ApiError):
     """Juspay answered 5xx. Safe to retry."""
 
     retryable = True
+
+
+class UnexpectedResponse(ApiError):
+    """The answer is not Juspay's (not its JSON, or about another order): never counted as delivered."""
 
 
 class AuthError(ApiError):

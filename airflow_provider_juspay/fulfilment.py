@@ -87,6 +87,9 @@ class Outcome(str, Enum):
     INVALID = "invalid"
     SKIPPED = "skipped"
     NOT_ATTEMPTED = "not_attempted"
+    #: Another live attempt holds the key in the ledger (an overlapping run, or an earlier row of
+    #: this one): that attempt delivers it, so this row is neither sent nor a failure.
+    HELD_ELSEWHERE = "held_elsewhere"
 
     @property
     def is_failure(self) -> bool:

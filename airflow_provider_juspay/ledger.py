@@ -5,6 +5,13 @@ payload, the state, attempts, Juspay's last answer, attempt times and the Airflo
 last. A rerun skips what is delivered, resends what failed, and resends what was in flight when a
 process died (Juspay's ALREADY_EXISTS answer turns that into ``already_fulfilled``, never a double).
 The API key is never written.
+
+Runs may overlap (a retry DAG during the nightly sync, a backfill, shards whose queries overlap).
+A run claims a key before sending it: an INSERT of a new key, or a compare-and-set UPDATE of the row
+it read, so one run wins each key whatever the database. A key another live run holds in flight is
+``held_elsewhere`` here. A claim carries a lease (``lease_s``, renewed while the run goes on); a key
+left in flight by a dead process is taken over at once by the next try of the same task, and by any
+other run once the lease has passed.
 """
 
 from __future__ import annotations
@@ -15,15 +22,26 @@ import logging
 import re
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from typing import Any
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
 from airflow_provider_juspay.sync.dispatcher import Item
 
-__all__ = ["DEFAULT_TABLE", "IN_FLIGHT", "ON_CHANGE", "Ledger", "LedgerPreview", "RunInfo", "payload_hash"]
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "DEFAULT_TABLE",
+    "IN_FLIGHT",
+    "ON_CHANGE",
+    "Ledger",
+    "LedgerPreview",
+    "RunInfo",
+    "payload_hash",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +53,11 @@ UNDELIVERED = tuple(o.value for o in Outcome if o.is_undelivered)
 #: What to do with a delivered key whose payload changed since.
 ON_CHANGE = ("send", "skip", "fail")
 CHANGED_AFTER_DELIVERY = "CHANGED_AFTER_DELIVERY"
+#: Seconds a claim holds a key against other runs unless renewed. It must outlast the longest a record
+#: can take (max_attempts x (deadline + max_wait), 7 minutes with the defaults); a live run renews it.
+DEFAULT_LEASE_S = 900.0
+#: Times a key lost to another run's write is read and decided again before it counts as held.
+_CLAIM_ROUNDS = 3
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 _DDL = """
@@ -55,15 +78,28 @@ CREATE TABLE IF NOT EXISTS {table} (
     run_id VARCHAR(250),
     task_id VARCHAR(250),
     try_number INTEGER,
+    map_index INTEGER,
+    claim_id VARCHAR(64),
+    lease_until VARCHAR(32),
     PRIMARY KEY (merchant_id, order_id, command, fulfillment_id)
 )
 """
+#: Columns added since the first release, with their types: ``ensure_table`` adds them when missing.
+_ADDED_COLUMNS = (("map_index", "INTEGER"), ("claim_id", "VARCHAR(64)"), ("lease_until", "VARCHAR(32)"))
 _COLUMNS = (
     "merchant_id", "order_id", "command", "fulfillment_id", "payload_hash", "state", "attempts",
     "http_status", "error_code", "message", "first_attempt_at", "last_attempt_at",
-    "dag_id", "run_id", "task_id", "try_number",
+    "dag_id", "run_id", "task_id", "try_number", "map_index", "claim_id", "lease_until",
 )  # fmt: skip
+_RUN_COLUMNS = ("dag_id", "run_id", "task_id", "try_number", "map_index")
 _KEY = ("merchant_id", "order_id", "command", "fulfillment_id")
+_LOOKED_UP = (
+    "order_id", "command", "fulfillment_id", "state", "payload_hash", "last_attempt_at",
+    *_RUN_COLUMNS, "claim_id", "lease_until",
+)  # fmt: skip
+#: Outcomes written for a claimed key (held and skipped keys were never claimed; invalid never sent).
+_WRITTEN = frozenset(o for o in Outcome if o.is_delivered or o.is_undelivered) - {Outcome.INVALID}
+ABANDONED_IN_FLIGHT = "ABANDONED_IN_FLIGHT"
 
 
 @dataclass(frozen=True)
@@ -74,6 +110,18 @@ class RunInfo:
     run_id: str | None = None
     task_id: str | None = None
     try_number: int | None = None
+    map_index: int | None = None
+
+    def is_earlier_try_of(self, row: dict[str, Any]) -> bool:
+        """Whether ``row`` was written by an earlier try of this same task instance (now over)."""
+        return (
+            self.dag_id is not None
+            and self.try_number is not None
+            and row["try_number"] is not None
+            and (row["dag_id"], row["run_id"], row["task_id"]) == (self.dag_id, self.run_id, self.task_id)
+            and _map_index(row["map_index"]) == _map_index(self.map_index)
+            and row["try_number"] < self.try_number
+        )
 
 
 def payload_hash(record: FulfilmentRecord) -> str:
@@ -88,6 +136,9 @@ class Ledger:
     :param connection: a DB-API 2 connection (``DbApiHook.get_conn()``); committed after each batch.
     :param merchant_id: part of every key, so one table can serve several merchants.
     :param batch_size: records looked up / outcomes written per statement batch.
+    :param lease_s: seconds this run's claims hold their keys against other runs (renewed as it goes).
+    :param placeholder: the bind marker of the connection (``DbApiHook.placeholder``); sniffed from
+        the driver's ``paramstyle`` when not given.
     """
 
     def __init__(
@@ -99,113 +150,192 @@ class Ledger:
         run: RunInfo | None = None,
         batch_size: int = 200,
         flush_every_s: float = 2.0,
+        lease_s: float = DEFAULT_LEASE_S,
+        placeholder: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not _TABLE_NAME.match(table):
             raise ValueError(f"ledger table must be a plain [schema.]name, got {table!r}")
+        if lease_s <= 0:
+            raise ValueError(f"lease_s must be a positive number of seconds, got {lease_s!r}")
         self.connection = connection
         self.merchant_id = merchant_id
         self.table = table
         self.run = run or RunInfo()
         self.batch_size = batch_size
+        self.lease_s = lease_s
+        #: Identifies this run's claims; unique per Ledger (one per task try).
+        self.claim_id = uuid.uuid4().hex
         self._flush_every = flush_every_s
         self._clock = clock
-        self._mark = _placeholder(connection)
+        self._wall = wall_clock or (lambda: datetime.now(timezone.utc))
+        self._mark = _marker(placeholder) if placeholder else _placeholder(connection)
+        self._integrity_errors = _integrity_errors(connection)
         self._pending: list[FulfilmentResult] = []
+        #: Keys this run holds in flight and has not yet written an outcome for.
+        self._claimed: set[tuple[str, str, str]] = set()
         self._last_flush = clock()
+        self._last_renewal = clock()
 
     # -- schema ------------------------------------------------------------------------------
 
     def ensure_table(self) -> None:
-        """Create the table when missing (portable DDL)."""
-        cursor = self.connection.cursor()
+        """Create the table when missing and add columns newer releases need (portable DDL).
+
+        Safe when several runs start together: losing a race to create the table or add a column is fine.
+        """
         try:
-            cursor.execute(_DDL.format(table=self.table))
-        finally:
-            cursor.close()
-        self.connection.commit()
+            self._execute(_DDL.format(table=self.table))
+        except Exception:
+            self.connection.rollback()
+            if not self.exists():
+                raise
+        for name, kind in _ADDED_COLUMNS:
+            if self._has_column(name):
+                continue
+            try:
+                self._execute(f"ALTER TABLE {self.table} ADD COLUMN {name} {kind}")
+            except Exception:
+                self.connection.rollback()
+                if not self._has_column(name):
+                    raise
+
+    def exists(self) -> bool:
+        """Whether the table is there (without creating it)."""
+        return self._has_column("state")
+
+    def _has_column(self, name: str) -> bool:
+        try:
+            self._query(f"SELECT {name} FROM {self.table} WHERE 1 = 0", [])
+        except Exception:  # each driver has its own Error class: any failure means "not there"
+            self.connection.rollback()
+            return False
+        return True
 
     # -- before sending ----------------------------------------------------------------------
 
-    def filter(self, items: Iterable[Item], *, on_change: str = "send") -> Iterator[Item]:
-        """Pass on what must be sent (marked in flight first); turn delivered keys into ``skipped``.
+    def filter(
+        self, items: Iterable[Item], *, on_change: str = "send", stopped: Callable[[], bool] | None = None
+    ) -> Iterator[Item]:
+        """Pass on what this run must send, claimed in flight first; decide the rest here.
 
-        ``on_change`` decides for a delivered key whose payload changed: ``send`` it (the default:
-        the warehouse is the source of truth and Juspay answers ALREADY_EXISTS to a true repeat),
-        ``skip`` it, or ``fail`` it (outcome ``invalid``, code CHANGED_AFTER_DELIVERY).
+        A delivered key with the same payload becomes ``skipped``; one whose payload changed follows
+        ``on_change``: ``send`` it (the default: the warehouse is the source of truth and Juspay
+        answers ALREADY_EXISTS to a true repeat), ``skip`` it, or ``fail`` it (outcome ``invalid``,
+        code CHANGED_AFTER_DELIVERY). A key another live run holds in flight becomes ``held_elsewhere``.
+        Once ``stopped()`` is true, nothing more is claimed: records pass on unclaimed, to be counted
+        ``not_attempted``, and the ledger is left as it was for them.
         """
-        for decided, to_send, known in self._decide(items, on_change):
-            self._mark_in_flight(to_send, known)
-            yield from decided
+        for batch in self._batches(items, on_change):
+            if stopped is not None and stopped():
+                yield from self._decide(batch, on_change, claim=False)
+            else:
+                yield from self._decide(batch, on_change, claim=True)
 
     def preview(self, items: Iterable[Item], *, on_change: str = "send") -> Iterator[Item]:
         """What :meth:`filter` would skip and pass on, writing nothing (dry runs); no table means empty."""
         if not self.exists():
             yield from items
             return
-        for decided, _, _ in self._decide(items, on_change):
-            yield from decided
-
-    def exists(self) -> bool:
-        """Whether the table is there (without creating it)."""
-        try:
-            self._query(f"SELECT 1 FROM {self.table} WHERE 1 = 0", [])
-        except Exception:  # each driver has its own Error class: any failure means "not there"
-            self.connection.rollback()
-            return False
-        return True
+        for batch in self._batches(items, on_change):
+            yield from self._decide(batch, on_change, claim=False)
 
     def read_only(self) -> LedgerPreview:
         """This ledger as a dry run sees it."""
         return LedgerPreview(self)
 
-    def _decide(
-        self, items: Iterable[Item], on_change: str
-    ) -> Iterator[tuple[list[Item], list[tuple[FulfilmentRecord, str]], set[tuple[str, str, str]]]]:
-        """Per batch: the items with delivered keys decided, the records to send, and the keys known."""
+    def _batches(self, items: Iterable[Item], on_change: str) -> Iterator[list[Item]]:
         if on_change not in ON_CHANGE:
             raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
         batch: list[Item] = []
         for item in items:
             batch.append(item)
             if len(batch) >= self.batch_size:
-                yield self._decide_batch(batch, on_change)
+                yield batch
                 batch = []
         if batch:
-            yield self._decide_batch(batch, on_change)
+            yield batch
 
-    def _decide_batch(
-        self, batch: list[Item], on_change: str
-    ) -> tuple[list[Item], list[tuple[FulfilmentRecord, str]], set[tuple[str, str, str]]]:
-        records = [item for item in batch if isinstance(item, FulfilmentRecord)]
-        known = self._lookup(records)
-        to_send: list[tuple[FulfilmentRecord, str]] = []
-        decided: list[Item] = []
-        for item in batch:
-            decided.append(item)
-            if not isinstance(item, FulfilmentRecord):
-                continue
-            digest = payload_hash(item)
-            row = known.get(_key(item))
-            if row is not None and row["state"] in DELIVERED:
-                if row["payload_hash"] == digest:
-                    decided[-1] = _result(item, Outcome.SKIPPED, message=f"already {row['state']} (ledger)")
-                    continue
-                if on_change == "skip":
-                    decided[-1] = _result(
-                        item, Outcome.SKIPPED, message="changed since delivered; on_change=skip"
+    def _decide(self, batch: list[Item], on_change: str, *, claim: bool) -> list[Item]:
+        """The batch with every record decided: passed on (claimed when ``claim``), or a result."""
+        decided: list[Item] = list(batch)
+        undecided = [i for i, item in enumerate(batch) if isinstance(item, FulfilmentRecord)]
+        for _ in range(_CLAIM_ROUNDS):
+            if not undecided:
+                break
+            records = [batch[i] for i in undecided]
+            known = self._lookup(records)  # type: ignore[arg-type]
+            now = self._now()
+            to_claim: list[tuple[int, FulfilmentRecord, str, dict[str, Any] | None]] = []
+            taken: set[tuple[str, str, str]] = set()
+            for i in undecided:
+                record = batch[i]
+                assert isinstance(record, FulfilmentRecord)
+                key = _key(record)
+                if key in self._claimed or key in taken:
+                    decided[i] = _result(
+                        record, Outcome.HELD_ELSEWHERE, message="an earlier row of this run holds this key"
                     )
                     continue
-                if on_change == "fail":
-                    decided[-1] = _result(
-                        item,
-                        Outcome.INVALID,
-                        error_code=CHANGED_AFTER_DELIVERY,
-                        message="payload changed since it was delivered; on_change=fail",
-                    )
+                digest = payload_hash(record)
+                row = known.get(key)
+                verdict = self._verdict(record, digest, row, now, on_change)
+                if verdict is not None:
+                    decided[i] = verdict
                     continue
-            to_send.append((item, digest))
-        return decided, to_send, set(known)
+                taken.add(key)
+                to_claim.append((i, record, digest, row))
+            if not claim:
+                return decided
+            lost = self._claim(to_claim, now)
+            undecided = lost
+        for i in undecided:  # still contended after every round: another run is at it right now
+            record = batch[i]
+            assert isinstance(record, FulfilmentRecord)
+            decided[i] = _result(
+                record, Outcome.HELD_ELSEWHERE, message="another run claimed this key at the same moment"
+            )
+        return decided
+
+    def _verdict(
+        self,
+        record: FulfilmentRecord,
+        digest: str,
+        row: dict[str, Any] | None,
+        now: str,
+        on_change: str,
+    ) -> FulfilmentResult | None:
+        """The result for a key that is not to be sent by this run, or None to send (claim) it."""
+        if row is None:
+            return None
+        if row["state"] in DELIVERED:
+            if row["payload_hash"] == digest:
+                return _result(record, Outcome.SKIPPED, message=f"already {row['state']} (ledger)")
+            if on_change == "skip":
+                return _result(record, Outcome.SKIPPED, message="changed since delivered; on_change=skip")
+            if on_change == "fail":
+                return _result(
+                    record,
+                    Outcome.INVALID,
+                    error_code=CHANGED_AFTER_DELIVERY,
+                    message="payload changed since it was delivered; on_change=fail",
+                )
+            return None
+        if row["state"] == IN_FLIGHT and self._held_by_a_live_run(row, now):
+            return _result(
+                record,
+                Outcome.HELD_ELSEWHERE,
+                message=f"in flight in {_holder(row)}, lease until {row['lease_until']}: that run sends it",
+            )
+        return None
+
+    def _held_by_a_live_run(self, row: dict[str, Any], now: str) -> bool:
+        if row["claim_id"] == self.claim_id:
+            return True
+        if self.run.is_earlier_try_of(row):
+            return False  # Airflow starts a task's next try only after the last one ended
+        return row["lease_until"] is not None and row["lease_until"] > now
 
     def _lookup(self, records: Sequence[FulfilmentRecord]) -> dict[tuple[str, str, str], dict[str, Any]]:
         if not records:
@@ -213,61 +343,84 @@ class Ledger:
         order_ids = sorted({r.order_id for r in records})
         marks = ", ".join(self._mark(i + 1) for i in range(len(order_ids)))
         sql = (
-            f"SELECT order_id, command, fulfillment_id, state, payload_hash, attempts, first_attempt_at "
+            f"SELECT {', '.join(_LOOKED_UP)} "
             f"FROM {self.table} WHERE merchant_id = {self._mark(0)} AND order_id IN ({marks})"
         )
         rows = self._query(sql, [self.merchant_id, *order_ids])
-        return {
-            (order_id, command, fid): {
-                "state": state,
-                "payload_hash": digest,
-                "attempts": attempts,
-                "first_attempt_at": first,
-            }
-            for order_id, command, fid, state, digest, attempts, first in rows
-        }
+        return {(row[0], row[1], row[2]): dict(zip(_LOOKED_UP, row, strict=True)) for row in rows}
 
-    def _mark_in_flight(
-        self, to_send: list[tuple[FulfilmentRecord, str]], known: set[tuple[str, str, str]]
-    ) -> None:
-        if not to_send:
-            return
-        now = _now()
-        inserts, updates = [], []
-        for record, digest in to_send:
-            key = _key(record)
-            if key in known:  # also a key repeated within this batch: inserted once, then updated
-                updates.append([digest, IN_FLIGHT, now, *self._run_values(), self.merchant_id, *key])
-            else:
-                known.add(key)
-                inserts.append(
-                    [
-                        self.merchant_id,
-                        *key,
-                        digest,
-                        IN_FLIGHT,
-                        0,
-                        None,
-                        None,
-                        None,
-                        now,
-                        now,
-                        *self._run_values(),
-                    ]
+    def _claim(
+        self, to_claim: list[tuple[int, FulfilmentRecord, str, dict[str, Any] | None]], now: str
+    ) -> list[int]:
+        """Claim keys for this run; returns the positions of those another run took first."""
+        if not to_claim:
+            return []
+        lease = self._lease_until()
+        # Rows are always locked in key order, so two runs claiming the same keys cannot deadlock.
+        to_claim = sorted(to_claim, key=lambda claim: _key(claim[1]))
+        new = [(i, record, digest) for i, record, digest, row in to_claim if row is None]
+        seen = [(i, record, digest, row) for i, record, digest, row in to_claim if row is not None]
+        lost = self._insert_claims(new, now, lease)
+        cursor = self.connection.cursor()
+        try:
+            for i, record, digest, row in seen:
+                cursor.execute(
+                    self._cas_sql, self._params([self._cas_values(record, digest, row, now, lease)])[0]
                 )
-        self._write(
-            inserts,
-            updates_sql=self._update_sql(("payload_hash", "state", "last_attempt_at")),
-            updates=updates,
-        )
+                if cursor.rowcount != 1:
+                    lost.append(i)
+        finally:
+            cursor.close()
+        self.connection.commit()
+        won = {i for i, *_ in to_claim} - set(lost)
+        self._claimed.update(_key(record) for i, record, *_ in to_claim if i in won)
+        return sorted(lost)
+
+    def _insert_claims(self, new: list[tuple[int, FulfilmentRecord, str]], now: str, lease: str) -> list[int]:
+        if not new:
+            return []
+        rows = [self._insert_values(record, digest, now, lease) for _, record, digest in new]
+        try:
+            self._executemany(self._insert_sql, rows)
+            return []
+        except self._integrity_errors:
+            self.connection.rollback()
+        lost = []  # another run inserted some of these keys first: one at a time, to know which
+        for (i, _, _), values in zip(new, rows, strict=True):
+            try:
+                self._executemany(self._insert_sql, [values])
+            except self._integrity_errors:
+                self.connection.rollback()
+                lost.append(i)
+        return lost
+
+    def _insert_values(self, record: FulfilmentRecord, digest: str, now: str, lease: str) -> list[Any]:
+        return [
+            self.merchant_id, *_key(record), digest, IN_FLIGHT, 0, None, None, None, now, now,
+            *self._run_values(), self.claim_id, lease,
+        ]  # fmt: skip
+
+    def _cas_values(
+        self, record: FulfilmentRecord, digest: str, row: dict[str, Any], now: str, lease: str
+    ) -> list[Any]:
+        return [
+            digest, IN_FLIGHT, now, *self._run_values(), self.claim_id, lease,
+            self.merchant_id, *_key(record),
+            row["state"], row["last_attempt_at"], row["claim_id"] or "", row["lease_until"] or "",
+        ]  # fmt: skip
 
     # -- after sending -----------------------------------------------------------------------
 
     def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
-        """Pass results on, writing the outcome of every sent or stopped record in batches."""
+        """Pass results on, writing the outcome of every key this run claimed, in batches.
+
+        When something upstream fails (the database, the warehouse, a timeout), what is known is
+        still written if the database allows, and the original error is the one raised.
+        """
         try:
             for result in results:
-                if result.outcome not in (Outcome.SKIPPED, Outcome.INVALID) and result.order_id is not None:
+                key = _result_key(result)
+                if result.outcome in _WRITTEN and key in self._claimed:
                     self._pending.append(result)
                     if (
                         len(self._pending) >= self.batch_size
@@ -275,42 +428,71 @@ class Ledger:
                     ):
                         self.flush()
                 yield result
-        finally:
-            self.flush()
+        except BaseException:
+            self._flush_quietly()
+            raise
+        self.flush()
 
     def flush(self) -> None:
-        """Write the buffered outcomes now."""
+        """Write the buffered outcomes now (and renew this run's lease when it is due)."""
         pending, self._pending = self._pending, []
         self._last_flush = self._clock()
-        if not pending:
-            return
-        now = _now()
-        updates = []
-        for result in pending:
-            key = (result.order_id or "", result.command or "", result.fulfillment_id or "")
-            state = result.outcome.value
-            updates.append(
-                [
-                    state,
-                    result.attempts,
-                    result.http_status,
-                    result.error_code,
-                    (result.message or "")[:2000] or None,
-                    now,
-                    *self._run_values(),
-                    self.merchant_id,
-                    *key,
-                ]
+        if pending:
+            now = self._now()
+            updates = []
+            for result in sorted(pending, key=_result_key):  # key order: see _claim
+                key = _result_key(result)
+                self._claimed.discard(key)
+                updates.append(
+                    [
+                        result.outcome.value,
+                        result.attempts,
+                        result.http_status,
+                        result.error_code,
+                        (result.message or "")[:2000] or None,
+                        now,
+                        *self._run_values(),
+                        self.merchant_id,
+                        *key,
+                        self.claim_id,
+                    ]
+                )
+            self._executemany(self._outcome_sql, updates)
+        if self._claimed and self._clock() - self._last_renewal >= self.lease_s / 4:
+            self._renew()
+
+    def _renew(self) -> None:
+        """Push this run's lease forward: its keys still in flight stay held against other runs."""
+        self._last_renewal = self._clock()
+        self._executemany(
+            f"UPDATE {self.table} SET lease_until = {self._mark(0)} WHERE merchant_id = {self._mark(1)} "
+            f"AND claim_id = {self._mark(2)} AND state = {self._mark(3)}",
+            [[self._lease_until(), self.merchant_id, self.claim_id, IN_FLIGHT]],
+        )
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.connection.rollback()
+            self.flush()
+        except Exception as exc:  # the database is what failed: the caller raises the first error
+            log.warning(
+                "Could not write %d outcomes to the ledger after the run failed (%s: %s); "
+                "their keys stay in flight and the next try sends them again",
+                len(self._pending) + len(self._claimed),
+                type(exc).__name__,
+                exc,
             )
-        columns = ("state", "attempts", "http_status", "error_code", "message", "last_attempt_at")
-        self._write([], updates_sql=self._update_sql(columns, add_attempts=True), updates=updates)
 
     # -- reading, for sensors and people ------------------------------------------------------
 
     def summary(
         self, *, run_id: str | None = None, since: str | None = None, until: str | None = None
     ) -> dict:
-        """Counts by state and error code, and the failed keys (first 100), for a run or a time window."""
+        """Counts by state and error code, and the failed keys (first 100), for a run or a time window.
+
+        Keys in flight whose lease has passed were left by a dead process: they count as
+        ``abandoned`` failures (code ABANDONED_IN_FLIGHT) until a run sends them again.
+        """
         where, params = [f"merchant_id = {self._mark(0)}"], [self.merchant_id]
         for column, op, value in (
             ("run_id", "=", run_id),
@@ -324,6 +506,12 @@ class Ledger:
         counts = dict(
             self._query(f"SELECT state, COUNT(*) FROM {self.table} WHERE {condition} GROUP BY state", params)
         )
+        now_mark = self._mark(len(params))
+        abandoned = self._query(
+            f"SELECT COUNT(*) FROM {self.table} WHERE {condition} AND state = '{IN_FLIGHT}' "
+            f"AND (lease_until IS NULL OR lease_until < {now_mark})",
+            [*params, self._now()],
+        )[0][0]
         # Our own constants, not input: safe to write into the statement.
         failure_where = f"{condition} AND state IN ({', '.join(repr(s) for s in UNDELIVERED)})"
         errors = dict(
@@ -333,6 +521,12 @@ class Ledger:
                 params,
             )
         )
+        if abandoned:
+            errors[ABANDONED_IN_FLIGHT] = abandoned
+            counts[IN_FLIGHT] -= abandoned
+            counts["abandoned"] = abandoned
+            if not counts[IN_FLIGHT]:
+                del counts[IN_FLIGHT]
         failures = [
             {"order_id": o, "command": c, "outcome": s, "error_code": e, "message": m}
             for o, c, s, e, m in self._query(
@@ -348,7 +542,7 @@ class Ledger:
             "counts": counts,
             "errors": errors,
             "failures": failures,
-            "failed": sum(counts.get(s, 0) for s in UNDELIVERED),
+            "failed": sum(counts.get(s, 0) for s in UNDELIVERED) + abandoned,
             "in_flight": counts.get(IN_FLIGHT, 0),
         }
 
@@ -364,36 +558,59 @@ class Ledger:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _run_values(self) -> list[Any]:
-        return [self.run.dag_id, self.run.run_id, self.run.task_id, self.run.try_number]
+        return [
+            self.run.dag_id, self.run.run_id, self.run.task_id, self.run.try_number, self.run.map_index
+        ]  # fmt: skip
 
-    def _update_sql(self, columns: Sequence[str], *, add_attempts: bool = False) -> str:
-        names = list(columns)
-        sets = []
-        for i, name in enumerate(names):
-            if name == "attempts" and add_attempts:
-                sets.append(f"attempts = attempts + {self._mark(i)}")
-            else:
-                sets.append(f"{name} = {self._mark(i)}")
-        offset = len(names)
-        sets += [
-            f"{c} = {self._mark(offset + i)}"
-            for i, c in enumerate(("dag_id", "run_id", "task_id", "try_number"))
-        ]
-        offset += 4
-        keys = " AND ".join(f"{c} = {self._mark(offset + i)}" for i, c in enumerate(_KEY))
-        return f"UPDATE {self.table} SET {', '.join(sets)} WHERE {keys}"
+    def _now(self) -> str:
+        return _timestamp(self._wall())
 
-    def _write(self, inserts: list[list[Any]], *, updates_sql: str, updates: list[list[Any]]) -> None:
+    def _lease_until(self) -> str:
+        return _timestamp(self._wall() + timedelta(seconds=self.lease_s))
+
+    @cached_property
+    def _insert_sql(self) -> str:
+        marks = ", ".join(self._mark(i) for i in range(len(_COLUMNS)))
+        return f"INSERT INTO {self.table} ({', '.join(_COLUMNS)}) VALUES ({marks})"
+
+    @cached_property
+    def _cas_sql(self) -> str:
+        """Claim a key only if its row is still as it was read: one run wins, whatever the database."""
+        sets = ("payload_hash", "state", "last_attempt_at", *_RUN_COLUMNS, "claim_id", "lease_until")
+        m = iter(range(100))
+        assignments = ", ".join(f"{c} = {self._mark(next(m))}" for c in sets)
+        key = " AND ".join(f"{c} = {self._mark(next(m))}" for c in _KEY)
+        seen = (
+            f"state = {self._mark(next(m))} AND last_attempt_at = {self._mark(next(m))} "
+            f"AND COALESCE(claim_id, '') = {self._mark(next(m))} "
+            f"AND COALESCE(lease_until, '') = {self._mark(next(m))}"
+        )
+        return f"UPDATE {self.table} SET {assignments} WHERE {key} AND {seen}"
+
+    @cached_property
+    def _outcome_sql(self) -> str:
+        """Write an outcome, only while this run still holds the key."""
+        m = iter(range(100))
+        sets = [f"state = {self._mark(next(m))}", f"attempts = attempts + {self._mark(next(m))}"]
+        sets += [f"{c} = {self._mark(next(m))}" for c in ("http_status", "error_code", "message")]
+        sets += [f"last_attempt_at = {self._mark(next(m))}"]
+        sets += [f"{c} = {self._mark(next(m))}" for c in _RUN_COLUMNS]
+        sets += ["lease_until = NULL"]
+        key = " AND ".join(f"{c} = {self._mark(next(m))}" for c in _KEY)
+        return f"UPDATE {self.table} SET {', '.join(sets)} WHERE {key} AND claim_id = {self._mark(next(m))}"
+
+    def _execute(self, sql: str) -> None:
         cursor = self.connection.cursor()
         try:
-            if inserts:
-                marks = ", ".join(self._mark(i) for i in range(len(_COLUMNS)))
-                cursor.executemany(
-                    f"INSERT INTO {self.table} ({', '.join(_COLUMNS)}) VALUES ({marks})",
-                    self._params(inserts),
-                )
-            if updates:
-                cursor.executemany(updates_sql, self._params(updates))
+            cursor.execute(sql)
+        finally:
+            cursor.close()
+        self.connection.commit()
+
+    def _executemany(self, sql: str, rows: list[list[Any]]) -> None:
+        cursor = self.connection.cursor()
+        try:
+            cursor.executemany(sql, self._params(rows))
         finally:
             cursor.close()
         self.connection.commit()
@@ -420,7 +637,9 @@ class LedgerPreview:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    def filter(self, items: Iterable[Item], *, on_change: str = "send") -> Iterator[Item]:
+    def filter(
+        self, items: Iterable[Item], *, on_change: str = "send", stopped: Callable[[], bool] | None = None
+    ) -> Iterator[Item]:
         return self.ledger.preview(items, on_change=on_change)
 
     def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
@@ -441,8 +660,44 @@ def _result(record: FulfilmentRecord, outcome: Outcome, **kwargs: Any) -> Fulfil
     )
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _result_key(result: FulfilmentResult) -> tuple[str, str, str]:
+    return (result.order_id or "", result.command or "", result.fulfillment_id or "")
+
+
+def _timestamp(moment: datetime) -> str:
+    """UTC, fixed width: compares as text in SQL and in Python."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _map_index(value: int | None) -> int:
+    return -1 if value is None else int(value)
+
+
+def _holder(row: dict[str, Any]) -> str:
+    if row["dag_id"] is None:
+        return "another run"
+    where = f"{row['dag_id']}/{row['run_id']}/{row['task_id']}"
+    if _map_index(row["map_index"]) >= 0:
+        where += f"[{row['map_index']}]"
+    return f"{where} try {row['try_number']}"
+
+
+def _integrity_errors(connection: Any) -> tuple[type[BaseException], ...]:
+    """The driver's IntegrityError (a duplicate key), from the connection or its module (DB-API)."""
+    error = getattr(connection, "IntegrityError", None)
+    if error is None:
+        module = sys.modules.get(type(connection).__module__.split(".")[0])
+        error = getattr(module, "IntegrityError", None)
+    return (error,) if isinstance(error, type) else (Exception,)
+
+
+def _marker(placeholder: str) -> Callable[[int], str]:
+    """A marker function from an Airflow hook's ``placeholder`` (``?``, ``%s``, ``:1``...)."""
+    if placeholder == "?":
+        return _qmark
+    if placeholder == "%s":
+        return _format
+    raise ValueError(f"unsupported placeholder {placeholder!r}")
 
 
 def _qmark(_: int) -> str:

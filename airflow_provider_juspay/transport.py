@@ -9,10 +9,12 @@ it when a proxy applies. Both verify TLS with requests' CA bundle. Both are safe
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -26,7 +28,7 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from airflow_provider_juspay.config import Timeouts
+from airflow_provider_juspay.config import DEFAULT_MAX_ANSWER_BYTES, Timeouts
 from airflow_provider_juspay.errors import ApiError, TransportError
 
 __all__ = ["Answer", "SessionTransport", "StdlibTransport", "Transport"]
@@ -47,17 +49,45 @@ class Transport(Protocol):
         """Send one request and read the whole answer; raise ``TransportError`` if none came."""
         ...
 
+    def abort_in_flight(self) -> int:
+        """Cut the requests on the wire now; returns how many (0 where it cannot)."""
+        ...
+
     def close(self) -> None: ...
 
 
 #: Failures of a connection that sat idle in the pool: the server closed it; a fresh one is tried once.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+#: How often the watchdog looks for requests past their deadline (seconds); the deadline's precision.
+_WATCH_EVERY = 0.1
+
+
+class _Flight:
+    """One request on the wire: when it must be done, and why it was cut short, if it was."""
+
+    __slots__ = ("conn", "cut", "deadline")
+
+    def __init__(self, conn: http.client.HTTPConnection, deadline: float) -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.cut: str | None = None  # "deadline" or "cancelled"
 
 
 class StdlibTransport:
-    """A pool of kept-alive ``http.client`` connections, one per concurrent caller at most."""
+    """A pool of kept-alive ``http.client`` connections, one per concurrent caller at most.
 
-    def __init__(self, base_url: str, *, timeouts: Timeouts, pool_size: int) -> None:
+    A watchdog thread shuts down the socket of a request past its deadline (socket timeouts bound
+    each read, not the exchange) and, on :meth:`abort_in_flight`, of every request on the wire.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeouts: Timeouts,
+        pool_size: int,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    ) -> None:
         parts = urlsplit(base_url)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
@@ -65,41 +95,75 @@ class StdlibTransport:
         self._prefix = parts.path
         self._timeouts = timeouts
         self._pool_size = pool_size
+        self._max_answer = max_answer_bytes
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._tls = ssl.create_default_context(cafile=ca_bundle()) if self._https else None
+        self._flights: set[_Flight] = set()
+        self._watchdog: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def exchange(
         self, method: str, path: str, body: str | None, headers: Mapping[str, str], order_id: str
     ) -> Answer:
         conn, reused = self._checkout()
+        flight = self._take_off(conn)
         try:
             try:
                 answer, keep = self._once(conn, method, self._prefix + path, body, headers)
             except _STALE:
-                if not reused:
+                if not reused or flight.cut:
                     raise
                 conn.close()
-                conn = self._new()
+                conn = flight.conn = self._new()
                 answer, keep = self._once(conn, method, self._prefix + path, body, headers)
         except ssl.SSLError as exc:
             conn.close()
+            if flight.cut:
+                raise self._cut_error(flight, order_id) from exc
             raise ApiError(
                 f"TLS failed for {self._host}: {exc.reason}", order_id=order_id, error_code="TLS_ERROR"
             ) from exc
         except TimeoutError as exc:
             conn.close()
             raise TransportError("timed out", order_id=order_id, error_code="TIMEOUT") from exc
+        except AnswerTooLarge as exc:
+            conn.close()
+            raise TransportError(str(exc), order_id=order_id, error_code="ANSWER_TOO_LARGE") from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
+            if flight.cut:
+                raise self._cut_error(flight, order_id) from exc
             raise TransportError(
                 f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
             ) from exc
+        finally:
+            self._land(flight)
+        if flight.cut:  # the whole answer arrived just as the watchdog struck: still too late
+            conn.close()
+            raise self._cut_error(flight, order_id)
         if keep:
             self._checkin(conn)
         else:
             conn.close()
         return answer
+
+    def abort_in_flight(self) -> int:
+        """Cut every request on the wire now (a run that is stopping); returns how many."""
+        with self._lock:
+            flights = list(self._flights)
+        for flight in flights:
+            self._cut(flight, "cancelled")
+        return len(flights)
+
+    def _cut_error(self, flight: _Flight, order_id: str) -> TransportError:
+        if flight.cut == "cancelled":
+            return TransportError("cut short: the run is stopping", order_id=order_id, error_code="CANCELLED")
+        return TransportError(
+            f"no complete answer within the {self._timeouts.deadline:g}s deadline",
+            order_id=order_id,
+            error_code="TIMEOUT",
+        )
 
     def _once(
         self,
@@ -117,8 +181,46 @@ class StdlibTransport:
         # Bytes let http.client send head and body in one write.
         conn.request(method, url, body=body.encode() if body is not None else None, headers=dict(headers))
         response = conn.getresponse()
-        data = response.read()
+        length = response.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > self._max_answer:
+            raise AnswerTooLarge(f"answer of {int(length)} bytes, over the {self._max_answer}-byte cap")
+        data = response.read(self._max_answer + 1)
+        if len(data) > self._max_answer:
+            raise AnswerTooLarge(f"answer over the {self._max_answer}-byte cap")
+        if not response.isclosed():
+            response.read()  # the terminating chunk of a chunked answer, so the connection can be kept
         return Answer(response.status, response.getheader("Retry-After"), data), not response.will_close
+
+    def _take_off(self, conn: http.client.HTTPConnection) -> _Flight:
+        flight = _Flight(conn, time.monotonic() + self._timeouts.deadline)
+        with self._lock:
+            self._flights.add(flight)
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, name="juspay-deadlines", daemon=True)
+                self._watchdog.start()
+        return flight
+
+    def _land(self, flight: _Flight) -> None:
+        with self._lock:
+            self._flights.discard(flight)
+
+    def _watch(self) -> None:
+        while not self._closed.wait(_WATCH_EVERY):
+            now = time.monotonic()
+            with self._lock:
+                late = [f for f in self._flights if f.deadline <= now and f.cut is None]
+            for flight in late:
+                self._cut(flight, "deadline")
+
+    @staticmethod
+    def _cut(flight: _Flight, why: str) -> None:
+        if flight.cut is None:
+            flight.cut = why
+        sock = flight.conn.sock
+        if sock is not None:
+            # Wakes the thread blocked in recv; closing is left to that thread.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _checkout(self) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
@@ -141,17 +243,36 @@ class StdlibTransport:
         return http.client.HTTPConnection(self._host, self._port, timeout=self._timeouts.connect)
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             idle, self._idle = self._idle, []
+            watchdog, self._watchdog = self._watchdog, None
         for conn in idle:
             conn.close()
+        if watchdog is not None:
+            watchdog.join()
+        self._closed.clear()
+
+
+class AnswerTooLarge(Exception):
+    """The answer is bigger than any Juspay answer; it is not read."""
 
 
 class SessionTransport:
-    """Through the urllib3 pool of one ``requests.Session`` adapter: requests' proxy and TLS handling."""
+    """Through the urllib3 pool of one ``requests.Session`` adapter: requests' proxy and TLS handling.
+
+    The deadline and the size cap apply to the answer's body, read a chunk at a time; the head is
+    bounded by the read timeout and the proxy's own limits.
+    """
 
     def __init__(
-        self, base_url: str, *, timeouts: Timeouts, pool_size: int, proxies: Mapping[str, str]
+        self,
+        base_url: str,
+        *,
+        timeouts: Timeouts,
+        pool_size: int,
+        proxies: Mapping[str, str],
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
@@ -163,11 +284,14 @@ class SessionTransport:
         # A plain-http proxy relays absolute URLs; everything else takes the path.
         self._prefix = base_url if parts.scheme == "http" and proxies else parts.path
         self._timeout = urllib3.Timeout(connect=timeouts.connect, read=timeouts.read)
+        self._deadline = timeouts.deadline
+        self._max_answer = max_answer_bytes
         self._host = parts.hostname
 
     def exchange(
         self, method: str, path: str, body: str | None, headers: Mapping[str, str], order_id: str
     ) -> Answer:
+        deadline = time.monotonic() + self._deadline
         try:
             response = self._pool.urlopen(
                 method,
@@ -178,8 +302,17 @@ class SessionTransport:
                 redirect=False,
                 assert_same_host=False,
                 timeout=self._timeout,
-                preload_content=True,
+                preload_content=False,
             )
+            data = self._read(response, deadline)
+        except AnswerTooLarge as exc:
+            raise TransportError(str(exc), order_id=order_id, error_code="ANSWER_TOO_LARGE") from exc
+        except _DeadlinePassed as exc:
+            raise TransportError(
+                f"no complete answer within the {self._deadline:g}s deadline",
+                order_id=order_id,
+                error_code="TIMEOUT",
+            ) from exc
         except Urllib3SSLError as exc:
             raise ApiError(f"TLS failed for {self._host}", order_id=order_id, error_code="TLS_ERROR") from exc
         except NewConnectionError as exc:  # a subclass of ConnectTimeoutError in urllib3, yet not a timeout
@@ -194,7 +327,30 @@ class SessionTransport:
             raise TransportError(
                 f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
             ) from exc
-        return Answer(response.status, response.headers.get("Retry-After"), response.data)
+        return Answer(response.status, response.headers.get("Retry-After"), data)
+
+    def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+        chunks, size = [], 0
+        try:
+            for chunk in response.stream(8192):
+                size += len(chunk)
+                if size > self._max_answer:
+                    raise AnswerTooLarge(f"answer over the {self._max_answer}-byte cap")
+                if time.monotonic() > deadline:
+                    raise _DeadlinePassed
+                chunks.append(chunk)
+        except (AnswerTooLarge, _DeadlinePassed):
+            response.close()  # not returned to the pool: the rest of the answer is unread
+            raise
+        response.release_conn()
+        return b"".join(chunks)
+
+    def abort_in_flight(self) -> int:
+        return 0
 
     def close(self) -> None:
         self._session.close()
+
+
+class _DeadlinePassed(Exception):
+    """The answer did not complete within the deadline."""

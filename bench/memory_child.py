@@ -9,6 +9,7 @@ import sqlite3
 import time
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder
@@ -33,12 +34,13 @@ def main() -> None:
         sql = "SELECT * FROM fulfilments WHERE id <= ? ORDER BY id"
     started = time.perf_counter()
     with client(Server(args.base_url, 0), pool_size=32) as c:
-        pacer = Pacer(None)
+        control = RunControl(pacer=Pacer(None))
         report = push(
             stream_query(db, sql, [args.rows]),
             report=ReportBuilder(),
             make_record=FulfilmentRecord.from_mapping,
-            send=lambda record: c.fulfil(record, pacer=pacer),
+            send=lambda record: c.fulfil(record, control=control),
+            control=control,
             max_concurrency=32,
         ).report
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -61,19 +61,21 @@ def push_records(server: Server, n: int, concurrency: int, prefix: str, ledger: 
     from functools import partial
 
     from airflow_provider_juspay.fulfilment import FulfilmentRecord
+    from airflow_provider_juspay.sync.control import RunControl
     from airflow_provider_juspay.sync.engine import push
     from airflow_provider_juspay.sync.pacer import Pacer
     from airflow_provider_juspay.sync.report import ReportBuilder
 
     with client(server, pool_size=concurrency) as c:
-        pacer = Pacer(None)
+        control = RunControl(pacer=Pacer(None))
         return measure(
             n,
             lambda: push(
                 rows(n, prefix),
                 report=ReportBuilder(),
                 make_record=FulfilmentRecord.from_mapping,
-                send=partial(c.fulfil, pacer=pacer),
+                send=partial(c.fulfil, control=control),
+                control=control,
                 max_concurrency=concurrency,
                 ledger=ledger,
             ),

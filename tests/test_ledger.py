@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from functools import partial
 
 import pytest
@@ -125,9 +126,39 @@ def test_in_flight_keys_from_a_crash_are_resent_and_resolve_as_delivered(db, cli
     list(ledger.filter(records))  # marked in flight, then the process "died" before any outcome
     assert set(ledger.states().values()) == {"in_flight"}
     sandbox.accepted[("L-0", "INITIATE_REFUND")] += 1  # Juspay had accepted L-0 before the crash
-    report = run(client, make_ledger(db), rows(5))
+    report = run(client, make_ledger(db, try_number=2), rows(5))  # the task's next try takes over at once
     assert report["counts"] == {**report["counts"], "already_fulfilled": 1, "sent": 4}
     assert sandbox.doubles() == {}
+
+
+def test_keys_another_live_run_holds_are_held_elsewhere_not_sent(db, client, sandbox):
+    holder = make_ledger(db)
+    list(holder.filter([FulfilmentRecord.from_mapping(r) for r in rows(5)]))  # in flight in a live run
+    other = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("nightly", "scheduled-1", "push", 1))
+    report = run(client, other, rows(8))
+    assert report["counts"]["held_elsewhere"] == 5 and report["counts"]["sent"] == 3
+    assert len(sandbox.requests) == 3, "nothing another run holds was sent"
+    held = [f for f in report["failures"] if f["outcome"] == "held_elsewhere"]
+    assert held == [], "a key another run delivers is not a failure"
+    assert set(holder.states().values()) == {"in_flight", "sent"}
+
+
+def test_a_dead_runs_keys_go_again_once_its_lease_has_passed(db, client, sandbox):
+    dead = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-0", "push", 1), lease_s=0.2)
+    dead.ensure_table()
+    list(dead.filter([FulfilmentRecord.from_mapping(r) for r in rows(4)]))
+    other = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("backfill", "run-9", "push", 1))
+    assert run(client, other, rows(4))["counts"]["held_elsewhere"] == 4, "within the lease: held"
+    time.sleep(0.3)
+    report = run(client, other, rows(4))
+    assert report["counts"]["sent"] == 4 and set(other.states().values()) == {"sent"}
+
+
+def test_a_key_twice_in_one_run_is_sent_once(db, client, sandbox):
+    report = run(client, make_ledger(db), rows(3) + rows(3), concurrency=1)
+    assert report["counts"]["sent"] == 3
+    assert report["counts"]["skipped"] + report["counts"]["held_elsewhere"] == 3
+    assert len(sandbox.requests) == 3
 
 
 def test_a_key_repeated_in_one_batch_is_written_once(db, client):
@@ -142,7 +173,7 @@ def test_ledger_rows_carry_the_airflow_run_and_never_the_key(db, client):
     cursor.execute("SELECT * FROM juspay_fulfilment_ledger")
     dumped = repr(cursor.fetchall())
     cursor.close()
-    assert "run-1" in dumped and "'push'" in dumped and ", 3)" in dumped
+    assert "'dag', 'run-1', 'push', 3," in dumped
     assert API_KEY not in dumped
 
 

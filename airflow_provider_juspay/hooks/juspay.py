@@ -2,7 +2,8 @@
 
 The hook is the only place that reads a Connection. Fields: login = merchant id, password = API key
 (Airflow masks it), host = optional base URL, extra ``environment`` = ``sandbox`` | ``production``.
-Optional extras and their defaults: ``connect_timeout`` 10 s, ``read_timeout`` 30 s, ``max_attempts`` 5,
+Optional extras and their defaults: ``connect_timeout`` 10 s, ``read_timeout`` 30 s,
+``request_deadline`` 60 s, ``max_attempts`` 5,
 ``initial_wait`` 0.5 s, ``max_wait`` 30 s, ``pool_size`` 32, ``timezone`` "UTC", ``extra_commands`` [].
 """
 
@@ -13,12 +14,14 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.sdk import mask_secret
 from airflow.sdk import BaseHook
 
 from airflow_provider_juspay import CONN_FIELDS, UI_FIELD_BEHAVIOUR
-from airflow_provider_juspay.client import JuspayClient
+from airflow_provider_juspay.client import JuspayClient, basic_token
 from airflow_provider_juspay.config import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DEADLINE,
     DEFAULT_INITIAL_WAIT,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_WAIT,
@@ -95,6 +98,8 @@ class JuspayHook(BaseHook):
     def config(self) -> ClientConfig:
         """The client settings, checked once: a missing key or merchant id fails here, plainly."""
         config = client_config_from_connection(self.connection)
+        # Airflow masks the password; the Basic token (base64 of "key:") is as secret: a gateway may echo it.
+        mask_secret(basic_token(config.api_key))
         changes: dict[str, Any] = {}
         if self._retry_policy is not None:
             changes["retry"] = self._retry_policy
@@ -169,6 +174,7 @@ def client_config_from_connection(conn: Connection) -> ClientConfig:
         timeouts=Timeouts(
             connect=_number(extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
             read=_number(extra, "read_timeout", DEFAULT_READ_TIMEOUT),
+            deadline=_number(extra, "request_deadline", DEFAULT_DEADLINE),
         ),
         retry=RetryPolicy(
             max_attempts=int(_number(extra, "max_attempts", DEFAULT_MAX_ATTEMPTS)),

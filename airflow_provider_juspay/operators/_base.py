@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
@@ -13,7 +14,10 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.hooks.juspay import JuspayHook
-from airflow_provider_juspay.ledger import DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
+from airflow_provider_juspay.ledger import DEFAULT_LEASE_S, DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
+from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
+from airflow_provider_juspay.sync.control import RunControl
+from airflow_provider_juspay.sync.pacer import Pacer
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -30,6 +34,11 @@ class FulfilmentOperatorBase(BaseOperator):
         delivered keys are skipped and every attempt is recorded, so reruns and backfills are safe.
     :param ledger_table: the ledger's table, created when missing.
     :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
+    :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 900,
+        renewed while the run goes on); a key left by a dead process goes again after it.
+    :param circuit_breaker: when the run stops sending because Juspay keeps failing
+        (``BreakerPolicy``; default: 20 transient failures in a row, or 80% of the last 50 attempts,
+        lasting 5 s; 3 answers in a row that are not Juspay's).
     """
 
     def __init__(
@@ -41,11 +50,16 @@ class FulfilmentOperatorBase(BaseOperator):
         ledger_conn_id: str | None = None,
         ledger_table: str = DEFAULT_TABLE,
         on_change: str = "send",
+        ledger_lease: float = DEFAULT_LEASE_S,
+        circuit_breaker: BreakerPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if on_change not in ON_CHANGE:
             raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
+        self.ledger_lease = ledger_lease
+        self.circuit_breaker = circuit_breaker
+        self._control: RunControl | None = None
         self.juspay_conn_id = juspay_conn_id
         self.column_map = column_map
         self.defaults = defaults
@@ -61,6 +75,22 @@ class FulfilmentOperatorBase(BaseOperator):
     def hook(self) -> JuspayHook:
         return JuspayHook(self.juspay_conn_id, pool_size=self.hook_pool_size())
 
+    def run_control(self, rate_limit: float | None = None) -> RunControl:
+        """The pace, breaker and stop of this task's run; ``on_kill`` cancels it."""
+        client = self.hook.client
+        self._control = RunControl(
+            pacer=Pacer(rate_limit),
+            breaker=CircuitBreaker(self.circuit_breaker),
+            max_pause=self.hook.config.retry.max_wait,
+            abort=client.abort_in_flight,
+        )
+        return self._control
+
+    def on_kill(self) -> None:
+        """Stop the run within about a second (SIGTERM, a timeout, "mark failed"); see ``RunControl``."""
+        if self._control is not None:
+            self._control.cancel("Airflow asked the task to stop (SIGTERM, on_kill or a timeout)")
+
     def make_record(self, row: Mapping[str, Any]) -> FulfilmentRecord:
         """Validate one row with the connection's zone and commands, and this task's renames."""
         return self.hook.make_record(row, self.column_map, self.defaults)
@@ -74,18 +104,29 @@ class FulfilmentOperatorBase(BaseOperator):
         if not self.ledger_conn_id:
             yield None
             return
-        connection = db_api_hook(self.ledger_conn_id).get_conn()
+        sql_hook = db_api_hook(self.ledger_conn_id)
+        connection = sql_hook.get_conn()
+        placeholder = getattr(sql_hook, "placeholder", None)
         try:
             ti = context["ti"]
             ledger = Ledger(
                 connection,
                 merchant_id=self.hook.config.merchant_id,
                 table=self.ledger_table,
-                run=RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, try_number=ti.try_number),
+                run=RunInfo(
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
+                    task_id=ti.task_id,
+                    try_number=ti.try_number,
+                    map_index=getattr(ti, "map_index", None),
+                ),
+                lease_s=float(self.ledger_lease),
+                placeholder=placeholder if placeholder in ("?", "%s") else None,
             )
             yield ledger
         finally:
-            connection.close()
+            with contextlib.suppress(Exception):  # a connection that already failed must not mask why
+                connection.close()
 
 
 def db_api_hook(conn_id: str) -> DbApiHook:

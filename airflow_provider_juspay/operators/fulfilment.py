@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult
+from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
 from airflow_provider_juspay.ledger import CHANGED_AFTER_DELIVERY
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase, db_api_hook
+from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, UNEXPECTED_RESPONSES
+from airflow_provider_juspay.sync.control import UNAUTHORIZED, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
-from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import (
     DEFAULT_MAX_FAILURES_LISTED,
     ReportBuilder,
     failed_ratio,
     format_report,
+    undone_reason,
 )
 from airflow_provider_juspay.sync.sources import DEFAULT_FETCH_SIZE, stream_query, unmapped_columns
 
@@ -98,12 +101,14 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             with self.open_ledger(context) as ledger:
                 if ledger is not None:
                     ledger.ensure_table()
+                control = self.run_control()
                 run = Push(
                     make_record=self.make_record,
-                    send=self.hook.client.fulfil,
+                    send=partial(self.hook.client.fulfil, control=control),
                     max_concurrency=1,
                     ledger=ledger,
                     on_change=self.on_change,
+                    control=control,
                 )
                 results = list(run.results(rows))
         finally:
@@ -116,9 +121,12 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
                 f" ({result.error_code}: {result.message})" if result.error_code else "",
             )
         payload = [r.to_dict() for r in results]
-        if run.stopped_by is not None:
+        stop = run.stop_reason
+        if stop is not None:
             context["ti"].xcom_push(key="results", value=payload)
-            raise AirflowFailException(f"Juspay refused the credentials of {self.juspay_conn_id!r}")
+            raise _stop_error(
+                stop, self.juspay_conn_id, sum(r.outcome is Outcome.NOT_ATTEMPTED for r in results)
+            )
         self._raise_on_failures(results, context, payload)
         return payload[0] if single else payload
 
@@ -137,6 +145,28 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             for r in failures[:10]
         )
         raise AirflowException(f"{len(failures)} of {len(results)} fulfilments not delivered: {shown}")
+
+
+def _stop_error(stop: Stop, conn_id: str, unsent: int) -> Exception:
+    """The exception a stopped run fails with: no Airflow retry where a retry cannot help."""
+    if stop.error_code == UNAUTHORIZED:
+        return AirflowFailException(
+            f"Juspay refused the credentials of {conn_id!r} ({stop.error}); {unsent} records were not "
+            "attempted. Fix the connection's API key or merchant id, then clear the task."
+        )
+    if stop.error_code == UNEXPECTED_RESPONSES:
+        return AirflowFailException(
+            f"{stop.message}; {unsent} records were not attempted. Fix the connection {conn_id!r}, "
+            "then clear the task."
+        )
+    if stop.error_code == CIRCUIT_OPEN:
+        return AirflowException(
+            f"{stop.message}; {unsent} records were not attempted. An Airflow retry sends them later "
+            "(with a ledger, only what was not delivered)."
+        )
+    return AirflowException(
+        f"the run stopped ({stop.error_code}): {stop.message}; {unsent} records not attempted"
+    )
 
 
 def _as_rows(records: Any) -> list[Mapping[str, Any]]:
@@ -160,10 +190,13 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     columns are named once in the log and not sent.
 
     Returns (XCom) the report: ``total``, ``counts`` by outcome (summing to total), ``errors`` by
-    code, the first ``failures``, ``duration_s``, ``records_per_s``, ``dry_run``. The task fails when
-    Juspay refuses the API key (later rows ``not_attempted``) or when the share of rejected, failed
-    and invalid rows exceeds ``max_failed_ratio``; the report is logged and pushed to XCom under
-    ``report`` first.
+    code, the first ``failures``, ``duration_s``, ``records_per_s``, ``dry_run``, ``retries`` by
+    cause and ``stopped`` (why the run stopped early, or null). The task fails, after logging the
+    report and pushing it to XCom under ``report``, when any row is not delivered for a transient
+    reason (``failed``; ``not_attempted`` because Juspay refused the key, the circuit breaker opened
+    or the task was stopped), when Juspay refused every row it was sent or every row was invalid, or
+    when the share of rejected, failed and invalid rows exceeds ``max_failed_ratio``. Rows another
+    live run holds (``held_elsewhere``) are that run's to deliver, not failures.
 
     :param sql: a query, or a path ending in ``.sql`` rendered as a template.
     :param parameters: bind parameters for ``sql`` in the driver's style.
@@ -235,6 +268,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             dry_run=self.dry_run,
             max_failures=self.max_failures_listed,
             log=self.log,
+            retries=None if self.dry_run else self.hook.client.retries.counts,
         )
         try:
             with self.open_ledger(context) as ledger:
@@ -250,42 +284,39 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 else:
                     if ledger is not None:
                         ledger.ensure_table()
-                    pacer = Pacer(self.rate_limit)
-                    client = self.hook.client
-
-                    def send(record: Any) -> FulfilmentResult:
-                        return client.fulfil(record, pacer=pacer)
-
+                    control = self.run_control(self.rate_limit)
                     outcome = push(
                         self._rows(),
                         report=report,
                         make_record=self.make_record,
-                        send=send,
+                        send=partial(self.hook.client.fulfil, control=control),
                         max_concurrency=self.max_concurrency,
                         ledger=ledger,
                         on_change=self.on_change,
+                        control=control,
                     )
         finally:
             self.hook.close()
         self.log.info("%s", format_report(outcome.report))
-        self._raise_on_failures(outcome.report, outcome.stopped_by, context)
+        self._raise_on_failures(outcome.report, outcome.stop, context)
         return outcome.report
 
-    def _raise_on_failures(
-        self, report: dict[str, Any], stopped_by: Exception | None, context: Context
-    ) -> None:
+    def _raise_on_failures(self, report: dict[str, Any], stop: Stop | None, context: Context) -> None:
         """Fail the task, after pushing the report under ``report``, when the run cannot be called done."""
         problem: Exception | None = None
         ratio = failed_ratio(report)
-        if stopped_by is not None:
-            problem = AirflowFailException(
-                f"Juspay refused the credentials of {self.juspay_conn_id!r} ({stopped_by}); "
-                f"{report['counts']['not_attempted']} records were not attempted"
-            )
+        undone = undone_reason(report)
+        if stop is not None:
+            problem = _stop_error(stop, self.juspay_conn_id, report["counts"]["not_attempted"])
         elif report["errors"].get(CHANGED_AFTER_DELIVERY):
             problem = AirflowException(
                 f"{report['errors'][CHANGED_AFTER_DELIVERY]} delivered fulfilments changed since "
                 "(on_change='fail'); see the report's failures"
+            )
+        elif undone is not None:
+            problem = AirflowException(
+                f"{undone}; an Airflow retry (or the next run, with a ledger) sends only what was not "
+                f"delivered. By error code: {report['errors']}"
             )
         elif self.max_failed_ratio is not None and ratio > self.max_failed_ratio:
             problem = AirflowException(

@@ -23,6 +23,7 @@ from airflow_provider_juspay.hooks.juspay import JuspayHook
 from airflow_provider_juspay.ledger import DEFAULT_TABLE, Ledger
 from airflow_provider_juspay.operators._base import db_api_hook
 from airflow_provider_juspay.order_status import DEFAULT_TARGETS, OrderStatus, Verdict, judge
+from airflow_provider_juspay.sync.report import undone_reason
 from airflow_provider_juspay.triggers.order_status import OrderStatusTrigger
 
 if TYPE_CHECKING:
@@ -102,6 +103,13 @@ class FulfilmentFailureSensor(BaseSensorOperator):
             return False
         summary["failures"] = summary["failures"][: self.max_listed]
         context["ti"].xcom_push(key="failures", value=summary)
+        if summary["undone"]:
+            # The rule every task that judges a run keeps: undelivered rows fail it, whatever the limits.
+            raise AirflowFailException(
+                "; ".join(summary["undone"])
+                + "\n"
+                + _failure_message(summary, self.max_failures, self.max_failure_ratio)
+            )
         failed, total = summary["failed"], summary["total"]
         ratio = failed / total if total else 0.0
         within = (self.max_failures is None or failed <= self.max_failures) and (
@@ -126,6 +134,7 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         errors: dict[str, int] = {}
         failures: list[dict[str, Any]] = []
         failed = 0
+        undone = [reason for one in reports if (reason := undone_reason(one))]
         for one in reports:
             for outcome, n in one["counts"].items():
                 counts[outcome] = counts.get(outcome, 0) + n
@@ -140,7 +149,14 @@ class FulfilmentFailureSensor(BaseSensorOperator):
             ]
             failed += sum(one["counts"].get(o.value, 0) for o in not_delivered)
         total = sum(counts.values())
-        return {"total": total, "counts": counts, "errors": errors, "failures": failures, "failed": failed}
+        return {
+            "total": total,
+            "counts": counts,
+            "errors": errors,
+            "failures": failures,
+            "failed": failed,
+            "undone": undone,
+        }
 
     def _summary_from_ledger(self) -> dict[str, Any] | None:
         merchant_id = JuspayHook(self.juspay_conn_id).config.merchant_id
@@ -153,6 +169,16 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         if summary["in_flight"]:
             self.log.info("%d fulfilments are still in flight", summary["in_flight"])
             return None
+        counts = summary["counts"]
+        as_report = {
+            "total": summary["total"],
+            "counts": {
+                **{o.value: counts.get(o.value, 0) for o in Outcome},
+                "not_attempted": counts.get("not_attempted", 0) + counts.get("abandoned", 0),
+            },
+        }
+        reason = undone_reason(as_report)
+        summary["undone"] = [reason] if reason else []
         return summary
 
 

@@ -11,8 +11,9 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
-from airflow_provider_juspay.errors import AuthError
+from airflow_provider_juspay.errors import AuthError, RunStopped
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
+from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "Dispatcher", "Item", "not_attempted"]
 
@@ -27,11 +28,13 @@ Item = FulfilmentRecord | FulfilmentResult
 class Dispatcher:
     """Runs ``send`` over records with at most ``max_concurrency`` in flight.
 
-    A 401/403 (:class:`AuthError`) stops the run: the record that met it is ``failed``, every later
-    record ``not_attempted``, and :attr:`stopped_by` holds the error for the caller to raise.
+    When the run stops (a 401/403, the circuit breaker, a cancel; see :class:`RunControl`), every
+    record not yet sent is ``not_attempted`` with the stop's error code, and :attr:`stop_reason` says
+    why. A 401/403 (:class:`AuthError`) stops it here: the record that met it is ``failed``.
 
-    :param send: sends one record and returns its result (``JuspayClient.fulfil``).
+    :param send: sends one record and returns its result (``JuspayClient.fulfil`` with ``control``).
     :param max_concurrency: requests in flight at once, default 16.
+    :param control: the run's shared stop (and pace and breaker, which ``send`` uses).
     """
 
     def __init__(
@@ -39,13 +42,18 @@ class Dispatcher:
         send: Callable[[FulfilmentRecord], FulfilmentResult],
         *,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        control: RunControl | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.send = send
         self.max_concurrency = max_concurrency
-        self.stopped_by: AuthError | None = None
-        self._stop = threading.Event()
+        self.control = control or RunControl()
+
+    @property
+    def stop_reason(self) -> Stop | None:
+        """Why the run stopped early, if it did."""
+        return self.control.stop_reason
 
     def run(self, items: Iterable[Item]) -> Iterator[FulfilmentResult]:
         """Yield one result per item, in completion order."""
@@ -65,13 +73,14 @@ class Dispatcher:
             worker.start()
         window = self.max_concurrency * 2  # records handed out and not yet returned, at most
         outstanding = 0
+        finished = False
         try:
             for item in source:
                 if isinstance(item, FulfilmentResult):
                     yield item
                     continue
-                if self._stop.is_set():
-                    yield not_attempted(item)
+                if self.control.stopped:
+                    yield self._unsent(item)
                     continue
                 while outstanding >= window:
                     yield _unwrap(done.get())
@@ -84,9 +93,12 @@ class Dispatcher:
             while outstanding:
                 yield _unwrap(done.get())
                 outstanding -= 1
+            finished = True
         finally:
-            # Finished, or the consumer stopped early: what is still queued comes back unsent.
-            self._stop.set()
+            if not finished:
+                # An error (a database gone, a timeout) or a consumer that stopped reading: these
+                # results can no longer be recorded, so nothing more is sent and the wire is cut.
+                self.control.abort("the run ended early")
             for _ in workers:
                 work.put(None)
             for worker in workers:
@@ -103,21 +115,26 @@ class Dispatcher:
         for item in source:
             if isinstance(item, FulfilmentResult):
                 yield item
-            elif self._stop.is_set():
-                yield not_attempted(item)
+            elif self.control.stopped:
+                yield self._unsent(item)
             else:
                 yield self._send_one(item)
 
-    def _send_one(self, record: FulfilmentRecord) -> FulfilmentResult:
-        if self._stop.is_set():
+    def _unsent(self, record: FulfilmentRecord) -> FulfilmentResult:
+        reason = self.control.stop_reason
+        if reason is None:
             return not_attempted(record)
+        return not_attempted(record, f"the run stopped: {reason.message}", error_code=reason.error_code)
+
+    def _send_one(self, record: FulfilmentRecord) -> FulfilmentResult:
+        if self.control.stopped:
+            return self._unsent(record)
         try:
             return self.send(record)
+        except RunStopped:
+            return self._unsent(record)
         except AuthError as exc:
-            if not self._stop.is_set():
-                self.stopped_by = exc
-                self._stop.set()
-                log.error("Juspay refused the credentials; stopping the run: %s", exc)
+            self.control.stop(UNAUTHORIZED, f"Juspay refused the credentials: {exc}", exc)
             return FulfilmentResult(
                 order_id=record.order_id,
                 outcome=Outcome.FAILED,
@@ -137,12 +154,16 @@ def _unwrap(result: FulfilmentResult | BaseException) -> FulfilmentResult:
 
 
 def not_attempted(
-    record: FulfilmentRecord, reason: str = "the run stopped before this record"
+    record: FulfilmentRecord,
+    reason: str = "the run stopped before this record",
+    *,
+    error_code: str | None = None,
 ) -> FulfilmentResult:
     """The result of a record that was never sent."""
     return FulfilmentResult(
         order_id=record.order_id,
         outcome=Outcome.NOT_ATTEMPTED,
+        error_code=error_code,
         message=f"not sent: {reason}",
         command=record.fulfillment_command,
         fulfillment_id=record.fulfillment_id,

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_juspay.errors import AuthError
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult
 from airflow_provider_juspay.ledger import Ledger, LedgerPreview
+from airflow_provider_juspay.sync.control import RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY, Dispatcher, not_attempted
 from airflow_provider_juspay.sync.records import validate_rows
 from airflow_provider_juspay.sync.report import ReportBuilder
@@ -17,10 +17,12 @@ __all__ = ["Push", "PushOutcome", "dry_run_send", "push"]
 
 
 class Push:
-    """One run of the pipeline; :meth:`results` yields one result per source row.
+    """One run of the pipeline; :meth:`results` yields one result per source row read.
 
     :param ledger: when given, delivered keys are skipped and every attempt is recorded.
     :param on_change: the ledger's rule for a delivered key whose payload changed (see ``Ledger.filter``).
+    :param control: the run's pace, breaker and stop, shared with ``send``; a cancel stops reading
+        rows at once (rows already read still get their outcome).
     """
 
     def __init__(
@@ -31,37 +33,44 @@ class Push:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         ledger: Ledger | LedgerPreview | None = None,
         on_change: str = "send",
+        control: RunControl | None = None,
     ) -> None:
         self.make_record = make_record
         self.ledger = ledger
         self.on_change = on_change
-        self.dispatcher = Dispatcher(send, max_concurrency=max_concurrency)
+        self.control = control or RunControl()
+        self.dispatcher = Dispatcher(send, max_concurrency=max_concurrency, control=self.control)
 
     @property
-    def stopped_by(self) -> AuthError | None:
-        """The authentication error that stopped the run, if one did."""
-        return self.dispatcher.stopped_by
+    def stop_reason(self) -> Stop | None:
+        """Why the run stopped early (refused key, breaker, cancel), if it did."""
+        return self.control.stop_reason
 
     def results(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[FulfilmentResult]:
-        items = validate_rows(rows, self.make_record)
+        items = validate_rows(self._until_cancelled(rows), self.make_record)
         if self.ledger is None:
             yield from self.dispatcher.run(items)
             return
-        yield from self.ledger.record(
-            self.dispatcher.run(self.ledger.filter(items, on_change=self.on_change))
-        )
+        claimed = self.ledger.filter(items, on_change=self.on_change, stopped=lambda: self.control.stopped)
+        yield from self.ledger.record(self.dispatcher.run(claimed))
+
+    def _until_cancelled(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        for row in rows:
+            if self.control.cancelled:
+                return  # rows not read yet get no outcome: the report says the run was cancelled
+            yield row
 
 
 @dataclass(frozen=True)
 class PushOutcome:
-    """The report, and the authentication error that stopped the run, if one did."""
+    """The report, and why the run stopped early, if it did."""
 
     report: dict[str, Any]
-    stopped_by: AuthError | None
+    stop: Stop | None
 
 
 def push(rows: Iterable[Mapping[str, Any]], *, report: ReportBuilder, **options: Any) -> PushOutcome:
-    """Validate, filter, send and count every row; each row ends in exactly one outcome.
+    """Validate, filter, send and count every row; each row read ends in exactly one outcome.
 
     :param options: as for :class:`Push`.
     """
@@ -69,7 +78,7 @@ def push(rows: Iterable[Mapping[str, Any]], *, report: ReportBuilder, **options:
     with report.heartbeat():
         for result in run.results(rows):
             report.add(result)
-    return PushOutcome(report.finish(), run.stopped_by)
+    return PushOutcome(report.finish(stop=run.stop_reason), run.stop_reason)
 
 
 def dry_run_send(record: FulfilmentRecord) -> FulfilmentResult:

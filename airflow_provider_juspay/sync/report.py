@@ -18,6 +18,7 @@ __all__ = [
     "ReportBuilder",
     "failed_ratio",
     "format_report",
+    "undone_reason",
 ]
 
 DEFAULT_MAX_FAILURES_LISTED = 100
@@ -42,6 +43,7 @@ class ReportBuilder:
         log: logging.Logger | logging.LoggerAdapter | None = None,
         progress_every: float = PROGRESS_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
+        retries: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.expected = total
         self.dry_run = dry_run
@@ -56,6 +58,8 @@ class ReportBuilder:
         self._started = clock()
         self._next_progress = self._started + progress_every
         self._finished: float | None = None
+        self._retries = retries
+        self._stop: Any = None
 
     @property
     def done(self) -> int:
@@ -64,7 +68,7 @@ class ReportBuilder:
     def add(self, result: FulfilmentResult) -> None:
         """Count one result; log a progress line when one is due."""
         self.counts[result.outcome] += 1
-        if result.outcome.is_failure:
+        if result.outcome.is_failure or (result.outcome is Outcome.NOT_ATTEMPTED and not self.dry_run):
             self.errors[result.error_code or result.outcome.value.upper()] += 1
             if len(self.failures) < self.max_failures:
                 self.failures.append(
@@ -101,9 +105,13 @@ class ReportBuilder:
             stop.set()
             thread.join()
 
-    def finish(self) -> dict[str, Any]:
-        """Stop the clock and return the report (JSON-serialisable)."""
+    def finish(self, stop: Any = None) -> dict[str, Any]:
+        """Stop the clock and return the report (JSON-serialisable).
+
+        :param stop: why the run stopped early (``sync.control.Stop``), if it did.
+        """
         self._finished = self._clock()
+        self._stop = stop
         return self.report()
 
     def report(self) -> dict[str, Any]:
@@ -117,6 +125,10 @@ class ReportBuilder:
             "duration_s": round(elapsed, 3),
             "records_per_s": round(total / elapsed, 1) if elapsed > 0 else 0.0,
             "dry_run": self.dry_run,
+            "retries": self._retries() if self._retries else {},
+            "stopped": (
+                {"error_code": self._stop.error_code, "message": self._stop.message} if self._stop else None
+            ),
         }
 
     def progress_line(self) -> str:
@@ -130,6 +142,9 @@ class ReportBuilder:
         line = f"{done}{of} records done ({by_outcome}); {rate:.0f}/s"
         if self.expected and rate > 0:
             line += f"; ETA {max(0.0, (self.expected - done) / rate):.0f}s"
+        retries = self._retries() if self._retries else {}
+        if retries:
+            line += "; retries: " + ", ".join(f"{cause} {n}" for cause, n in retries.items())
         return line
 
     def _elapsed(self) -> float:
@@ -143,6 +158,35 @@ def failed_ratio(report: dict[str, Any]) -> float:
     return bad / report["total"] if report["total"] else 0.0
 
 
+def undone_reason(report: dict[str, Any]) -> str | None:
+    """Why a run cannot be called done whatever the user's limits, or None: nothing green that did not work.
+
+    Rows ``failed`` (transient errors outlived the retries) or ``not_attempted`` (the run stopped
+    first) are not delivered, and an Airflow retry would deliver them; a run in which Juspay refused
+    every row it was sent, or every row was invalid, did nothing. Data-level refusals (rejected,
+    invalid) below the user's limits are judged by those limits instead. A dry run sends nothing and
+    is judged only on its invalid rows.
+    """
+    counts = report["counts"]
+    total = report["total"]
+    all_invalid = f"every one of the {total} records was invalid" if total == counts["invalid"] > 0 else None
+    if report.get("dry_run"):
+        return all_invalid
+    stopped = report.get("stopped")
+    if stopped:
+        return (
+            f"the run stopped early ({stopped['error_code']}: {stopped['message']}); "
+            f"{counts['not_attempted']} records were not attempted"
+        )
+    failed, unsent = counts["failed"], counts["not_attempted"]
+    if failed or unsent:
+        return f"{failed} records failed and {unsent} were not attempted: they were not delivered"
+    attempted = sum(counts[o.value] for o in (Outcome.SENT, Outcome.ALREADY_FULFILLED, Outcome.REJECTED))
+    if attempted and counts["rejected"] == attempted:
+        return f"Juspay refused every one of the {attempted} records sent"
+    return all_invalid
+
+
 def format_report(report: dict[str, Any], *, failures_shown: int = 10) -> str:
     """The end-of-run table: outcomes, error codes and the first failures."""
     lines = [
@@ -151,9 +195,13 @@ def format_report(report: dict[str, Any], *, failures_shown: int = 10) -> str:
         f"  {'outcome':<18}{'count':>10}",
     ]
     lines += [f"  {name:<18}{count:>10}" for name, count in report["counts"].items()]
+    if stopped := report.get("stopped"):
+        lines.insert(1, f"  STOPPED EARLY ({stopped['error_code']}): {stopped['message']}")
     if report["errors"]:
         lines.append(f"  {'error code':<30}{'count':>10}")
         lines += [f"  {code:<30}{count:>10}" for code, count in report["errors"].items()]
+    if report.get("retries"):
+        lines.append("  retries: " + ", ".join(f"{cause} {n}" for cause, n in report["retries"].items()))
     if report["failures"]:
         lines.append(f"  first failures (of {sum(report['errors'].values())}):")
         for f in report["failures"][:failures_shown]:

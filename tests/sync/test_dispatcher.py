@@ -93,7 +93,9 @@ def test_auth_error_stops_the_run_and_the_rest_are_not_attempted(concurrency):
     results = list(dispatcher.run(records(300)))
     assert len(results) == 300
     outcomes = [r.outcome for r in results]
-    assert isinstance(dispatcher.stopped_by, AuthError)
+    assert isinstance(dispatcher.stop_reason.error, AuthError)
+    unsent = [r for r in results if r.outcome is Outcome.NOT_ATTEMPTED]
+    assert all(r.error_code == "UNAUTHORIZED" for r in unsent), "the rows left say why"
     assert outcomes.count(Outcome.SENT) == 20
     assert outcomes.count(Outcome.NOT_ATTEMPTED) >= 300 - 20 - 2 * concurrency
     assert calls["n"] <= 20 + 2 * concurrency, "requests stop soon after the 401"

@@ -9,6 +9,7 @@ import pytest
 from airflow_provider_juspay.client import JuspayClient
 from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import dry_run_send, push
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder
@@ -40,14 +41,15 @@ def client(sandbox):
         yield c
 
 
-def run(client, source, pacer=None, concurrency=16):
-    pacer = pacer or Pacer(None)
+def run(client, source, pacer=None, concurrency=16, breaker=None):
+    control = RunControl(pacer=pacer or Pacer(None), breaker=breaker, max_pause=client.config.retry.max_wait)
     return push(
         source,
         make_record=FulfilmentRecord.from_mapping,
-        send=partial(client.fulfil, pacer=pacer),
+        send=partial(client.fulfil, control=control),
         max_concurrency=concurrency,
         report=ReportBuilder(),
+        control=control,
     )
 
 
@@ -153,7 +155,8 @@ def test_key_revoked_mid_run_stops_it_and_counts_the_rest_not_attempted(client, 
     outcome = run(client, source())
     report = outcome.report
     assert_every_row_has_one_outcome(report)
-    assert outcome.stopped_by is not None and outcome.stopped_by.http_status == 401
+    assert outcome.stop is not None and outcome.stop.error.http_status == 401
+    assert outcome.stop.error_code == "UNAUTHORIZED" and report["stopped"]["error_code"] == "UNAUTHORIZED"
     assert report["counts"]["not_attempted"] >= N - 100 - 2 * 16
     assert report["counts"]["sent"] >= 100 - 2 * 16
     assert sandbox.status_counts[401] <= 2 * 16, "requests stop soon after the first 401"
