@@ -55,9 +55,13 @@ class Push:
         yield from self.ledger.record(self.dispatcher.run(claimed))
 
     def _until_cancelled(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-        for row in rows:
-            if self.control.cancelled:
-                return  # rows not read yet get no outcome: the report says the run was cancelled
+        source = iter(rows)
+        # Checked before each row is read: rows not read get no outcome, and the report says why.
+        while not self.control.cancelled:
+            try:
+                row = next(source)
+            except StopIteration:
+                return
             yield row
 
 

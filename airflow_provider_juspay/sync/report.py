@@ -163,7 +163,8 @@ def undone_reason(report: dict[str, Any]) -> str | None:
 
     Rows ``failed`` (transient errors outlived the retries) or ``not_attempted`` (the run stopped
     first) are not delivered, and an Airflow retry would deliver them; a run in which Juspay refused
-    every row it was sent, or every row was invalid, did nothing. Data-level refusals (rejected,
+    every row it was sent and holds none of the others (none sent, skipped or held by another run),
+    or in which every row was invalid, did nothing: a wrong merchant or environment looks like this. Data-level refusals (rejected,
     invalid) below the user's limits are judged by those limits instead. A dry run sends nothing and
     is judged only on its invalid rows.
     """
@@ -181,9 +182,10 @@ def undone_reason(report: dict[str, Any]) -> str | None:
     failed, unsent = counts["failed"], counts["not_attempted"]
     if failed or unsent:
         return f"{failed} records failed and {unsent} were not attempted: they were not delivered"
-    attempted = sum(counts[o.value] for o in (Outcome.SENT, Outcome.ALREADY_FULFILLED, Outcome.REJECTED))
-    if attempted and counts["rejected"] == attempted:
-        return f"Juspay refused every one of the {attempted} records sent"
+    held = sum(counts[o.value] for o in (Outcome.SENT, Outcome.ALREADY_FULFILLED, Outcome.SKIPPED))
+    held += counts[Outcome.HELD_ELSEWHERE.value]
+    if counts["rejected"] and not held:
+        return f"Juspay refused every one of the {counts['rejected']} records sent, and none is delivered"
     return all_invalid
 
 

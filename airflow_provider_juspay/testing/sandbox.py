@@ -38,7 +38,9 @@ STATUS_IDS = {
     "NEW": 10, "STARTED": 20, "CHARGED": 21, "JUSPAY_DECLINED": 22, "PENDING_VBV": 23,
     "AUTHENTICATION_FAILED": 26, "AUTHORIZATION_FAILED": 27, "AUTHORIZING": 28, "AUTO_REFUNDED": 36,
 }  # fmt: skip
-FAULT_KINDS = ("error", "throttle", "hang", "drop", "drop_after_accept")
+FAULT_KINDS = (
+    "error", "throttle", "hang", "drop", "drop_after_accept", "trickle", "huge", "not_juspay", "echo_auth"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,15 @@ class Faults:
     hang_rate: float = 0.0  #: answered only after ``hang_seconds`` (past the client's timeout)
     drop_rate: float = 0.0  #: connection closed without an answer, before processing
     drop_after_accept_rate: float = 0.0  #: command accepted, then the connection closed (lost reply)
+    trickle_rate: float = 0.0  #: a 200 whose body comes one byte per ``trickle_interval``
+    huge_rate: float = 0.0  #: a 200 of ``huge_bytes`` (no Juspay answer is that big)
+    not_juspay_rate: float = 0.0  #: a 200 HTML page, as a portal or a proxy behind a wrong base URL
+    echo_auth_rate: float = 0.0  #: a 400 whose message echoes the Authorization header (a gateway)
     rate_limit: float | None = None  #: requests per second; above it, 429 with Retry-After
     retry_after: float = 1.0  #: seconds, sent in Retry-After
     hang_seconds: float = 30.0
+    trickle_interval: float = 0.2
+    huge_bytes: int = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class Sandbox:
         faults: Faults | None = None,
         record: bool = True,
         seed: int | None = None,
+        not_found_status: int = 400,
     ) -> None:
         self.api_key = api_key
         self.merchant_id = merchant_id
@@ -109,6 +118,8 @@ class Sandbox:
         self.port = port
         self.faults = faults or Faults()
         self.record = record
+        #: HTTP status of an unknown order's status answer: 400 as Juspay's samples, 404 as juspay-mcp.
+        self.not_found_status = not_found_status
         self.requests: list[ReceivedRequest] = []
         #: (order id, command) -> number of times the command was accepted (more than 1 is a double).
         self.accepted: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -223,7 +234,7 @@ class Sandbox:
         response: web.StreamResponse | None = None
         if self.faults.latency:
             await asyncio.sleep(self.faults.latency)
-        if fault in ("drop", "hang", "error", "throttle"):
+        if fault in ("drop", "hang", "error", "throttle", "trickle", "huge", "not_juspay", "echo_auth"):
             response = await self._fault_response(request, fault)
         elif segments[:1] == ["orders"] and len(segments) == 2 and request.method == "GET":
             response = self._auth_error(request) or self._order_status(order_id or "")
@@ -251,6 +262,10 @@ class Sandbox:
             ("hang", f.hang_rate),
             ("error", f.error_rate),
             ("drop_after_accept", f.drop_after_accept_rate),
+            ("trickle", f.trickle_rate),
+            ("huge", f.huge_rate),
+            ("not_juspay", f.not_juspay_rate),
+            ("echo_auth", f.echo_auth_rate),
         ):
             if roll < rate:
                 return kind
@@ -277,6 +292,23 @@ class Sandbox:
         if fault == "hang":
             await asyncio.sleep(self.faults.hang_seconds)
             return _error(504, "GATEWAY_TIMEOUT", "Sandbox hung on purpose")
+        if fault == "trickle":
+            response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            for byte in b'{"status": "SUCCESS", "trickled": "' + b"." * 200 + b'"}':
+                await asyncio.sleep(self.faults.trickle_interval)
+                await response.write(bytes([byte]))
+            await response.write_eof()
+            return response
+        if fault == "huge":
+            padding = "x" * self.faults.huge_bytes
+            return web.json_response({"status": "SUCCESS", "padding": padding})
+        if fault == "not_juspay":
+            page = "<html><head><title>Merchant portal</title></head><body>Please log in.</body></html>"
+            return web.Response(status=200, text=page, content_type="text/html")
+        if fault == "echo_auth":
+            echoed = f"Bad request; headers were Authorization: {request.headers.get('Authorization')}"
+            return _error(400, "INVALID_REQUEST", echoed)
         if fault == "throttle":
             response = _error(429, "TOO_MANY_REQUESTS", "Rate limit exceeded")
             response.headers["Retry-After"] = f"{self.faults.retry_after:g}"
@@ -304,7 +336,7 @@ class Sandbox:
                 "error_message": "Order not found",
                 "error_info": {"code": "RESOURCE_NOT_FOUND", "category": "USER_ERROR"},
             }
-            return web.json_response(body, status=400)
+            return web.json_response(body, status=self.not_found_status)
         return web.json_response(
             {
                 "order_id": order_id,

@@ -44,3 +44,14 @@ with DAG("juspay_test_bulk_ledger", schedule=None, start_date=START, catchup=Fal
         ledger_conn_id="{{ dag_run.conf.get('ledger_conn_id', 'warehouse') }}",
         max_concurrency=8,
     )
+
+with DAG("juspay_test_bulk_ledger_short_lease", schedule=None, start_date=START, catchup=False):
+    # A dead run's keys go again after 2 s (the default lease is 15 minutes).
+    BulkFulfilmentOperator(
+        task_id="push",
+        sql=SQL,
+        sql_conn_id=WAREHOUSE,
+        ledger_conn_id="warehouse",
+        max_concurrency=8,
+        ledger_lease=2,
+    )

@@ -52,7 +52,7 @@ def big_warehouse(make_warehouse):
     return make_warehouse(3000)
 
 
-def airflow_dags_test(sandbox) -> subprocess.Popen:
+def airflow_dags_test(sandbox, dag_id="juspay_test_bulk_ledger_short_lease") -> subprocess.Popen:
     env = {**os.environ, "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url)}
     return subprocess.Popen(
         [
@@ -61,7 +61,7 @@ def airflow_dags_test(sandbox) -> subprocess.Popen:
             "airflow",
             "dags",
             "test",
-            "juspay_test_bulk_ledger",
+            dag_id,
             "-c",
             json.dumps({"sql": SELECT_ALL}),
         ],
@@ -88,6 +88,7 @@ def test_sigkill_mid_run_then_rerun_delivers_everything_once(airflow_db, sandbox
     assert sum(crashed.values()) < seeded.good + seeded.unknown, "killed before the end"
 
     sandbox.configure(latency=0.0)
+    time.sleep(2.5)  # the dead run's lease passes; then another run may send its keys in flight
     rerun = airflow_dags_test(sandbox)
     assert rerun.wait(timeout=240) == 0
 

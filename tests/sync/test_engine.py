@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from functools import partial
 
 import pytest
@@ -9,10 +11,11 @@ import pytest
 from airflow_provider_juspay.client import JuspayClient
 from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import dry_run_send, push
 from airflow_provider_juspay.sync.pacer import Pacer
-from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.report import ReportBuilder, undone_reason
 from tests.conftest import API_KEY, MERCHANT_ID
 
 N = 400
@@ -180,3 +183,64 @@ def test_hundreds_of_concurrent_connections_with_latency(sandbox):
         report = run(wide, rows(600), concurrency=200).report
     assert report["counts"]["sent"] == 600
     assert sandbox.status_counts[200] == 600
+
+
+def test_a_full_outage_stops_the_run_in_seconds_and_names_the_cause(sandbox):
+    sandbox.configure(error_rate=1.0)
+    config = ClientConfig(
+        base_url=sandbox.base_url,
+        merchant_id=MERCHANT_ID,
+        api_key=API_KEY,
+        retry=RetryPolicy(),  # the documented defaults: 5 attempts, 0.5 s doubling up to 30 s
+    )
+    started = time.monotonic()
+    with JuspayClient(config) as c:
+        outcome = run(c, rows(5000), breaker=CircuitBreaker(BreakerPolicy(min_outage_s=2)))
+    elapsed = time.monotonic() - started
+    report = outcome.report
+    assert_every_row_has_one_outcome(report, 5000)
+    assert outcome.stop.error_code == "CIRCUIT_OPEN" and report["stopped"]["error_code"] == "CIRCUIT_OPEN"
+    assert report["counts"]["not_attempted"] >= 5000 - 2 * 16
+    assert report["errors"]["CIRCUIT_OPEN"] == report["counts"]["not_attempted"]
+    assert report["counts"]["sent"] == 0 and undone_reason(report) is not None
+    assert len(sandbox.requests) < 500, "it stopped sending instead of grinding through retries"
+    assert elapsed < 30, f"a full outage took {elapsed:.0f}s to stop the run"
+
+
+def test_a_wrong_base_url_stops_the_run_within_a_few_requests(client, sandbox):
+    sandbox.configure(not_juspay_rate=1.0)
+    outcome = run(client, rows(), breaker=CircuitBreaker())
+    report = outcome.report
+    assert_every_row_has_one_outcome(report)
+    assert outcome.stop.error_code == "UNEXPECTED_RESPONSES"
+    assert report["counts"]["sent"] == 0 and report["counts"]["failed"] <= 2 * 16
+    assert len(sandbox.requests) <= 3 + 2 * 16
+
+
+def test_a_cancel_stops_sending_within_a_second_and_every_row_read_has_an_outcome(client, sandbox):
+    sandbox.configure(latency=0.05)
+    control = RunControl(pacer=Pacer(None), abort=client.abort_in_flight, grace_s=0.3)
+    read = {"n": 0}
+
+    def source():
+        for i, row in enumerate(rows(100_000)):
+            read["n"] += 1
+            if i == 300:
+                threading.Timer(0, control.cancel).start()
+            yield row
+
+    started = time.monotonic()
+    outcome = push(
+        source(),
+        make_record=FulfilmentRecord.from_mapping,
+        send=partial(client.fulfil, control=control),
+        max_concurrency=16,
+        report=ReportBuilder(),
+        control=control,
+    )
+    report = outcome.report
+    assert time.monotonic() - started < 10
+    assert report["stopped"]["error_code"] == "CANCELLED"
+    assert report["total"] == read["n"] < 1000, "rows after the cancel are not read"
+    accepted = sum(sandbox.accepted.values())
+    assert report["counts"]["sent"] + report["counts"]["already_fulfilled"] == accepted

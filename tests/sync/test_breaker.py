@@ -1,0 +1,91 @@
+"""The circuit breaker: a sustained outage or a wrong base URL stops a run; a blip or a refusal does not."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_juspay.errors import (
+    RateLimited,
+    Rejected,
+    ServerError,
+    TransportError,
+    UnexpectedResponse,
+)
+from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
+
+UNAVAILABLE = ServerError("HTTP 503", http_status=503, error_code="SERVICE_UNAVAILABLE")
+TIMEOUT = TransportError("timed out", error_code="TIMEOUT")
+REFUSED = Rejected("HTTP 400", http_status=400, error_code="RESOURCE_NOT_FOUND")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_sustained_outage_opens_it_once_it_has_lasted():
+    clock = Clock()
+    breaker = CircuitBreaker(BreakerPolicy(consecutive=20, min_outage_s=5), clock=clock)
+    trips = []
+    for i in range(200):
+        clock.now = i * 0.05  # 20 failures a second
+        trips.append(breaker.record(UNAVAILABLE if i % 2 else TIMEOUT))
+    opened = [i for i, t in enumerate(trips) if t is not None]
+    assert len(opened) == 1, "it opens once"
+    assert clock.now >= 5 and 5 <= opened[0] * 0.05 - 19 * 0.05 < 5.1
+    trip = trips[opened[0]]
+    assert trip.error_code == "CIRCUIT_OPEN" and "SERVICE_UNAVAILABLE" in trip.message
+
+
+def test_a_blip_shorter_than_min_outage_does_not_open_it():
+    clock = Clock()
+    breaker = CircuitBreaker(BreakerPolicy(consecutive=5, min_outage_s=5), clock=clock)
+    for i in range(100):  # two seconds of nothing but 503s
+        clock.now = i * 0.02
+        assert breaker.record(UNAVAILABLE) is None
+    clock.now = 2.1
+    assert breaker.record(None) is None  # Juspay answers again
+    for i in range(50):
+        clock.now = 2.2 + i * 0.02
+        assert breaker.record(UNAVAILABLE) is None, "the outage clock started again"
+
+
+def test_most_of_the_window_failing_opens_it_even_with_successes_between():
+    clock = Clock()
+    breaker = CircuitBreaker(
+        BreakerPolicy(consecutive=1000, window=50, failure_ratio=0.8, min_outage_s=1), clock=clock
+    )
+    trip = None
+    for i in range(400):
+        clock.now = i * 0.01
+        trip = trip or breaker.record(None if i % 10 == 0 else UNAVAILABLE)  # 90% failing
+    assert trip is not None and trip.error_code == "CIRCUIT_OPEN"
+
+
+@pytest.mark.parametrize(
+    "error", [RateLimited("HTTP 429", http_status=429), REFUSED, None], ids=["429", "rejected", "ok"]
+)
+def test_answers_of_a_live_juspay_never_open_it(error):
+    clock = Clock()
+    breaker = CircuitBreaker(BreakerPolicy(consecutive=3, min_outage_s=0), clock=clock)
+    for i in range(500):
+        clock.now = i
+        assert breaker.record(error) is None
+
+
+def test_answers_that_are_not_juspays_open_it_at_once():
+    breaker = CircuitBreaker(BreakerPolicy(unexpected=3, min_outage_s=60))
+    wrong = UnexpectedResponse("HTTP 200, an HTML page", error_code="UNEXPECTED_RESPONSE")
+    assert breaker.record(wrong) is None and breaker.record(wrong) is None
+    trip = breaker.record(wrong)
+    assert trip is not None and trip.error_code == "UNEXPECTED_RESPONSES" and "base URL" in trip.message
+
+
+def test_the_policy_refuses_nonsense():
+    with pytest.raises(ValueError):
+        BreakerPolicy(failure_ratio=0)
+    with pytest.raises(ValueError):
+        BreakerPolicy(consecutive=0)
