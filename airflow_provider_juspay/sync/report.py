@@ -164,9 +164,9 @@ def undone_reason(report: dict[str, Any]) -> str | None:
     Rows ``failed`` (transient errors outlived the retries) or ``not_attempted`` (the run stopped
     first) are not delivered, and an Airflow retry would deliver them; a run in which Juspay refused
     every row it was sent and holds none of the others (none sent, skipped or held by another run),
-    or in which every row was invalid, did nothing: a wrong merchant or environment looks like this. Data-level refusals (rejected,
-    invalid) below the user's limits are judged by those limits instead. A dry run sends nothing and
-    is judged only on its invalid rows.
+    or in which every row was invalid, did nothing: a wrong merchant or environment looks like this.
+    Data-level refusals (rejected, invalid) below the user's limits are judged by those limits
+    instead. A dry run sends nothing and is judged only on its invalid rows.
     """
     counts = report["counts"]
     total = report["total"]
