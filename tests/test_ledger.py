@@ -13,6 +13,7 @@ from airflow_provider_juspay.client import JuspayClient
 from airflow_provider_juspay.config import ClientConfig, RetryPolicy
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.ledger import Ledger, RunInfo
+from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.conftest import API_KEY, MERCHANT_ID
@@ -201,3 +202,79 @@ def test_preview_writes_nothing_and_a_missing_table_reads_as_empty(db, client):
     previewed = list(make_ledger(db).read_only().filter(records))
     assert [r.outcome.value for r in previewed] == ["skipped"] * 3
     assert set(make_ledger(db).states().values()) == {"sent"}
+
+
+# -- failures mid-run: the first error is raised, the next try delivers everything once -------------
+
+
+def ledger_for(connection, try_number):
+    ledger = Ledger(connection, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-1", "push", try_number))
+    ledger.ensure_table()
+    return ledger
+
+
+def run_controlled(client, ledger, source):
+    control = RunControl(abort=client.abort_in_flight)
+    return push(
+        source,
+        report=ReportBuilder(),
+        make_record=FulfilmentRecord.from_mapping,
+        send=partial(client.fulfil, control=control),
+        max_concurrency=8,
+        ledger=ledger,
+        control=control,
+    ).report
+
+
+def test_a_warehouse_failing_mid_run_raises_its_own_error_and_the_next_try_delivers_all(db, client, sandbox):
+    def failing_source():
+        for i, row in enumerate(rows(600)):
+            if i == 250:
+                raise RuntimeError("warehouse connection lost")
+            yield row
+
+    with pytest.raises(RuntimeError, match="warehouse connection lost"):
+        run_controlled(client, ledger_for(db, 1), failing_source())
+    report = run_controlled(client, ledger_for(db, 2), rows(600))
+    assert (
+        report["counts"]["sent"] + report["counts"]["already_fulfilled"] + report["counts"]["skipped"] == 600
+    )
+    assert sandbox.doubles() == {} and len(sandbox.accepted) == 600
+    assert set(ledger_for(db, 3).states().values()) == {"sent", "already_fulfilled"}
+
+
+def test_a_ledger_database_killed_mid_run_fails_with_the_original_error(sandbox, client):
+    uri = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
+    if not uri:
+        pytest.skip("no PostgreSQL: set JUSPAY_TEST_POSTGRES_URI (.ci/run does)")
+    import psycopg2
+
+    sandbox.configure(latency=0.01)
+    victim, admin = psycopg2.connect(uri), psycopg2.connect(uri)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS juspay_fulfilment_ledger")
+    pid = victim.get_backend_pid()
+
+    def source():
+        for i, row in enumerate(rows(3000)):
+            if i == 1000:
+                with admin.cursor() as cursor:
+                    cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            yield row
+
+    started = time.monotonic()
+    with pytest.raises(psycopg2.OperationalError) as info:
+        run_controlled(client, ledger_for(victim, 1), source())
+    assert time.monotonic() - started < 30
+    assert "terminat" in str(info.value) or "closed the connection" in str(info.value), info.value
+    assert "already closed" not in str(info.value), "the cause, not a second error from the last flush"
+
+    fresh = psycopg2.connect(uri)
+    report = run_controlled(client, ledger_for(fresh, 2), rows(3000))
+    delivered = report["counts"]["sent"] + report["counts"]["already_fulfilled"] + report["counts"]["skipped"]
+    assert delivered == 3000 and report["counts"]["held_elsewhere"] == 0
+    assert sandbox.doubles() == {} and len(sandbox.accepted) == 3000
+    assert "in_flight" not in set(ledger_for(fresh, 3).states().values())
+    for connection in (victim, admin, fresh):
+        connection.close()
