@@ -1,0 +1,215 @@
+"""Production, tried with real processes: overlapping runs on one ledger, SIGTERM, outages, quiet logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SELECT_ALL, conn_json, run_dag
+
+pytestmark = pytest.mark.e2e
+
+
+def dags_test(dag_id: str, conf: dict, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def own_metadata_db(airflow_home: str, folder: Path) -> str:
+    """A copy of the migrated metadata DB, so two `airflow dags test` processes do not lock each other."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(airflow_home) / "airflow.db", folder / "airflow.db")
+    return f"sqlite:///{folder / 'airflow.db'}"
+
+
+def push_report(sql_alchemy_conn: str) -> dict:
+    with closing(sqlite3.connect(sql_alchemy_conn.removeprefix("sqlite:///"))) as db:
+        (value,) = db.execute(
+            "SELECT value FROM xcom WHERE task_id = 'push' AND key = 'return_value'"
+        ).fetchone()
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def orders(prefix: str, n: int) -> list[dict]:
+    """Rows for the ``juspay_test_bulk_records`` DAG (``order`` is mapped to ``order_id``)."""
+    return [
+        {"order": f"{prefix}-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        for i in range(n)
+    ]
+
+
+def ledger_states(connect) -> dict[str, int]:
+    with closing(connect()) as db:
+        cursor = db.cursor()
+        try:
+            cursor.execute("SELECT state, COUNT(*) FROM juspay_fulfilment_ledger GROUP BY state")
+        except Exception:  # not created yet
+            return {}
+        return dict(cursor.fetchall())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_conn(request, make_warehouse, monkeypatch):
+    """The ledger of both runs: the SQLite warehouse file itself (WAL), or PostgreSQL."""
+    path, seeded = make_warehouse(3000)
+    if request.param == "sqlite":
+        return "warehouse", (lambda: sqlite3.connect(path, timeout=10)), seeded
+    uri = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
+    if not uri:
+        pytest.skip("no PostgreSQL: set JUSPAY_TEST_POSTGRES_URI (.ci/run does)")
+    import psycopg2
+
+    with closing(psycopg2.connect(uri)) as db, db.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS juspay_fulfilment_ledger")
+        db.commit()
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_PG", uri)
+    return "ledger_pg", (lambda: psycopg2.connect(uri)), seeded
+
+
+def test_two_runs_released_together_share_the_keys_and_both_end_green(
+    airflow_db, sandbox, ledger_conn, tmp_path
+):
+    conn_id, connect, seeded = ledger_conn
+    sandbox.configure(latency=0.01)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    conf = {"sql": SELECT_ALL, "ledger_conn_id": conn_id, "barrier": str(barrier), "parties": 2}
+    runs = []
+    for name in ("nightly", "retry"):
+        metadata = own_metadata_db(airflow_db, tmp_path / name)
+        env = {
+            **os.environ,
+            "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
+        }
+        runs.append((metadata, dags_test("juspay_test_overlap", conf, env)))
+    for _, process in runs:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output[-4000:]
+        assert "Traceback" not in output, output[-4000:]
+    reports = [push_report(metadata) for metadata, _ in runs]
+
+    for report in reports:
+        assert report["total"] == seeded.total and sum(report["counts"].values()) == seeded.total
+        assert report["counts"]["failed"] == report["counts"]["not_attempted"] == 0
+    held = sum(r["counts"]["held_elsewhere"] for r in reports)
+    assert held > 0, f"the runs raced for the same keys: {[r['counts'] for r in reports]}"
+    delivered_now = sum(r["counts"]["sent"] + r["counts"]["already_fulfilled"] for r in reports)
+    assert delivered_now == seeded.good, "each good row delivered by exactly one of the runs"
+    assert sandbox.doubles() == {} and len(sandbox.accepted) == seeded.good
+    good_posts = [r for r in sandbox.requests if r.status == 200]
+    assert len(good_posts) == seeded.good, "no key another run held was sent again"
+    final = ledger_states(connect)
+    assert final.get("in_flight", 0) == 0
+    assert final.get("sent", 0) + final.get("already_fulfilled", 0) == seeded.good
+
+
+@pytest.fixture
+def big_warehouse(make_warehouse):
+    return make_warehouse(4000)
+
+
+def test_sigterm_stops_the_run_within_seconds_writes_every_outcome_and_the_rerun_finishes(
+    airflow_db, sandbox, big_warehouse
+):
+    path, seeded = big_warehouse
+    sandbox.configure(latency=0.02)
+    env = {**os.environ, "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url)}
+    victim = dags_test("juspay_test_bulk_ledger", {"sql": SELECT_ALL}, env)
+    deadline = time.monotonic() + 120
+    while ledger_states(lambda: sqlite3.connect(path, timeout=10)).get("sent", 0) < 400:
+        assert victim.poll() is None, victim.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGTERM)
+    signalled, requests_at_signal = time.monotonic(), len(sandbox.requests)
+    while len(sandbox.requests) != requests_at_signal and time.monotonic() - signalled < 10:
+        requests_at_signal = len(sandbox.requests)
+        time.sleep(0.5)  # until the sandbox sees no new request for half a second
+    quiet_after = time.monotonic() - signalled
+    output, _ = victim.communicate(timeout=60)
+    assert quiet_after < 3, f"requests kept leaving for {quiet_after:.1f}s after SIGTERM"
+    assert "CANCELLED" in output and "STOPPED EARLY" in output, output[-3000:]
+    states = ledger_states(lambda: sqlite3.connect(path, timeout=10))
+    assert states.get("in_flight", 0) == 0, f"every outcome known was written: {states}"
+    assert sum(states.values()) < seeded.good + seeded.unknown, "stopped before the end"
+    report = run_dag_xcom_report(path)
+    assert report is None or report["stopped"]["error_code"] == "CANCELLED"
+
+    sent_before = len(sandbox.accepted)
+    rerun = dags_test("juspay_test_bulk_ledger", {"sql": SELECT_ALL}, env)
+    output, _ = rerun.communicate(timeout=240)
+    assert rerun.returncode == 0, output[-3000:]
+    final = ledger_states(lambda: sqlite3.connect(path, timeout=10))
+    assert final.get("in_flight", 0) == 0 and final.get("not_attempted", 0) == 0
+    assert final.get("sent", 0) + final.get("already_fulfilled", 0) == seeded.good
+    assert sandbox.doubles() == {} and len(sandbox.accepted) == seeded.good > sent_before
+
+
+def run_dag_xcom_report(_path) -> dict | None:
+    """The cancelled run's report, pushed under `report` before the task failed (latest run of the DAG)."""
+    from tests.conftest import xcoms
+
+    return xcoms("juspay_test_bulk_ledger").get(("push", "report"))
+
+
+def test_a_full_outage_fails_the_task_in_seconds_with_the_report_pushed(airflow_db, sandbox, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url, initial_wait=0.2, max_wait=2)
+    )
+    sandbox.configure(error_rate=1.0)
+    records = orders("OUT", 3000)
+    started = time.monotonic()
+    outcome = run_dag("juspay_test_bulk_records", {"records": records})
+    elapsed = time.monotonic() - started
+    assert outcome.task_states["push"] == "failed"
+    report = outcome.xcom[("push", "report")]
+    assert report["stopped"]["error_code"] == "CIRCUIT_OPEN"
+    assert report["counts"]["not_attempted"] > 2900 and report["counts"]["sent"] == 0
+    assert report["errors"]["CIRCUIT_OPEN"] == report["counts"]["not_attempted"]
+    assert elapsed < 60, f"a full outage took {elapsed:.0f}s to end the run"
+
+
+def test_rows_that_failed_for_transient_reasons_fail_the_task(airflow_db, sandbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url, max_attempts=1))
+    sandbox.script("error", 2)  # two records meet a 503 and have no attempt left
+    records = [
+        {"order": f"T-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        for i in range(20)
+    ]
+    outcome = run_dag("juspay_test_bulk_records", {"records": records})
+    assert outcome.task_states["push"] == "failed", "nothing green that did not deliver"
+    report = outcome.xcom[("push", "report")]
+    assert report["counts"]["failed"] == 2 and report["counts"]["sent"] == 18
+
+
+def test_many_retries_log_as_counts_not_a_line_each(airflow_db, sandbox, juspay_conn, capfd):
+    sandbox.configure(error_rate=0.3)
+    records = [
+        {"order": f"Q-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        for i in range(1500)
+    ]
+    outcome = run_dag("juspay_test_bulk_records", {"records": records})
+    # 0.3**5: a few records may outlive their five attempts, which fails the task: the report is there too.
+    report = outcome.xcom.get(("push", "return_value")) or outcome.xcom[("push", "report")]
+    retries = sum(report["retries"].values())
+    assert retries > 300 and report["retries"]["SERVICE_UNAVAILABLE"] == retries
+    task_log = capfd.readouterr().out  # the task log as Airflow prints it
+    assert "retries: SERVICE_UNAVAILABLE" in task_log, "the report table counts the retries by cause"
+    assert task_log.count("retrying in") == 1, "one line for the first retry, not one per retry"
