@@ -226,3 +226,15 @@ def test_api_key_never_appears_in_repr_logs_or_errors(sandbox, caplog, sleeps):
     for text in texts:
         assert API_KEY not in text
         assert encoded not in text
+
+
+def test_retries_are_counted_by_cause_and_only_the_first_of_each_is_logged(client, sandbox, caplog):
+    caplog.set_level(logging.INFO, logger="airflow_provider_juspay.client")
+    sandbox.script("error", 3)
+    first = client.fulfil(record("R-1"))
+    sandbox.script("throttle", 2)
+    second = client.fulfil(record("R-2"))
+    assert (first.outcome, second.outcome) == (Outcome.SENT, Outcome.SENT)
+    assert client.retries.counts() == {"SERVICE_UNAVAILABLE": 3, "TOO_MANY_REQUESTS": 2}
+    lines = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(lines) == 2 and "SERVICE_UNAVAILABLE" in lines[0] and "TOO_MANY_REQUESTS" in lines[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import subprocess
@@ -49,9 +50,11 @@ def test_extras_configure_the_client(monkeypatch):
             "timezone": "Asia/Kolkata",
             "extra_commands": "ship_it, hold",
             "pool_size": 64,
+            "request_deadline": 20,
         },
     )
     config = JuspayHook("jp").config
+    assert config.timeouts.deadline == 20.0
     assert config.base_url == BASE_URLS["production"]
     assert (config.timeouts.connect, config.timeouts.read, config.retry.max_attempts) == (3.0, 12.0, 2)
     assert (config.timezone, config.extra_commands, config.pool_size) == (
@@ -66,6 +69,7 @@ def test_defaults_without_extras_are_the_documented_ones(monkeypatch):
     config = JuspayHook("jp").config
     assert config.base_url == "https://sandbox.juspay.in"
     assert (config.timeouts.connect, config.timeouts.read, config.retry.max_attempts) == (10.0, 30.0, 5)
+    assert (config.timeouts.deadline, config.max_answer_bytes) == (60.0, 1024 * 1024)
     assert config.timezone == "UTC"
 
 
@@ -126,6 +130,16 @@ def test_hook_errors_and_logs_never_show_the_key(monkeypatch, sandbox, caplog):
     texts.append(JuspayHook("wrong").test_connection()[1])
     texts.append(caplog.text)
     assert all(API_KEY not in text for text in texts)
+
+
+def test_the_basic_token_is_masked_like_the_password(monkeypatch, sandbox):
+    from airflow.providers.common.compat.sdk import redact
+
+    monkeypatch.setenv("AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url))
+    JuspayHook().config  # noqa: B018 (reading the config registers the secrets)
+    token = base64.b64encode(f"{API_KEY}:".encode()).decode()
+    shown = redact(f"a gateway said: Authorization: Basic {token}")
+    assert token not in shown and "***" in shown
 
 
 def test_provider_info_declares_the_connection_type():

@@ -15,7 +15,7 @@ import pytest
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.ledger import Ledger
 from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
-from tests.conftest import MERCHANT_ID, SELECT_ALL, run_dag
+from tests.conftest import MERCHANT_ID, SELECT_ALL, conn_json, run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -103,3 +103,34 @@ def test_rescheduled_order_sensor_succeeds_when_the_order_appears_within_the_gra
     run = run_dag("juspay_test_order_status_reschedule", {"order_id": "LATE-1"})
     timer.join()
     assert run.task_states["wait"] == "success"
+
+
+def test_failure_check_fails_on_transient_failures_whatever_its_ratio(
+    airflow_db, sandbox, monkeypatch, warehouse
+):
+    monkeypatch.setenv("AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url, max_attempts=1))
+    sandbox.script("error", 3)  # three rows fail for good: a small share, but not delivered
+    run = run_dag("juspay_test_failure_check", {"sql": SELECT_ALL})
+    assert run.task_states["push"] == "failed"
+    assert run.task_states["lenient"] == "failed", "max_failure_ratio=0.5 does not excuse undelivered rows"
+    summary = run.xcom[("lenient", "failures")]
+    assert summary["undone"] and "3 records failed" in summary["undone"][0]
+
+
+def test_failure_check_counts_keys_left_in_flight_past_their_lease(
+    airflow_db, sandbox, juspay_conn, warehouse
+):
+    since = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    path = json.loads(os.environ["AIRFLOW_CONN_WAREHOUSE"])["host"]
+    with closing(sqlite3.connect(path)) as db:
+        ledger = Ledger(db, merchant_id=MERCHANT_ID, lease_s=0.01)
+        ledger.ensure_table()
+        record = FulfilmentRecord.from_mapping(
+            {"order_id": "DEAD-1", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        )
+        list(ledger.filter([record]))  # in flight in a process that then died
+    time.sleep(0.05)
+    run = run_dag("juspay_test_ledger_check", {"since": since})
+    assert run.task_states["check"] != "success", "a key a dead process left is not delivered"
+    summary = run.xcom[("check", "failures")]
+    assert summary["errors"] == {"ABANDONED_IN_FLIGHT": 1} and summary["counts"] == {"abandoned": 1}
