@@ -41,6 +41,8 @@ def juspay_retry_failed():
         sql_conn_id="warehouse",
         ledger_conn_id="warehouse",
         max_concurrency=8,
+        # Orders still unpaid are refused again; that alone must not fail the push: the check below judges.
+        max_failed_ratio=1.0,
     )
     still_failing = FulfilmentFailureSensor(
         task_id="still_failing",

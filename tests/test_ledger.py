@@ -278,3 +278,28 @@ def test_a_ledger_database_killed_mid_run_fails_with_the_original_error(sandbox,
     assert "in_flight" not in set(ledger_for(fresh, 3).states().values())
     for connection in (victim, admin, fresh):
         connection.close()
+
+
+OLD_DDL = """
+CREATE TABLE juspay_fulfilment_ledger (
+    merchant_id VARCHAR(128) NOT NULL, order_id VARCHAR(255) NOT NULL, command VARCHAR(64) NOT NULL,
+    fulfillment_id VARCHAR(255) NOT NULL, payload_hash CHAR(64) NOT NULL, state VARCHAR(32) NOT NULL,
+    attempts INTEGER NOT NULL, http_status INTEGER, error_code VARCHAR(255), message VARCHAR(2000),
+    first_attempt_at VARCHAR(32) NOT NULL, last_attempt_at VARCHAR(32) NOT NULL, dag_id VARCHAR(250),
+    run_id VARCHAR(250), task_id VARCHAR(250), try_number INTEGER,
+    PRIMARY KEY (merchant_id, order_id, command, fulfillment_id)
+)
+"""
+
+
+def test_a_ledger_table_of_the_first_release_gains_the_new_columns_and_keeps_its_rows(db, client, sandbox):
+    cursor = db.cursor()
+    cursor.execute(OLD_DDL)
+    cursor.close()
+    db.commit()
+    ledger = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-1", "push", 1))
+    ledger.ensure_table()
+    ledger.ensure_table()  # twice: nothing to add the second time
+    first = run(client, ledger, rows(4))
+    second = run(client, make_ledger(db, try_number=2), rows(4))
+    assert (first["counts"]["sent"], second["counts"]["skipped"]) == (4, 4)

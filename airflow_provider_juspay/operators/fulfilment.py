@@ -22,6 +22,7 @@ from airflow_provider_juspay.sync.report import (
     ReportBuilder,
     failed_ratio,
     format_report,
+    nothing_done_reason,
     undone_reason,
 )
 from airflow_provider_juspay.sync.sources import DEFAULT_FETCH_SIZE, stream_query, unmapped_columns
@@ -194,8 +195,9 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     cause and ``stopped`` (why the run stopped early, or null). The task fails, after logging the
     report and pushing it to XCom under ``report``, when any row is not delivered for a transient
     reason (``failed``; ``not_attempted`` because Juspay refused the key, the circuit breaker opened
-    or the task was stopped), when Juspay refused every row it was sent or every row was invalid, or
-    when the share of rejected, failed and invalid rows exceeds ``max_failed_ratio``. Rows another
+    or the task was stopped), when the share of rejected, failed and invalid rows exceeds
+    ``max_failed_ratio``, or, with no ``max_failed_ratio``, when Juspay refused every row it was sent
+    and holds none of the others, or every row was invalid. Rows another
     live run holds (``held_elsewhere``) are that run's to deliver, not failures.
 
     :param sql: a query, or a path ending in ``.sql`` rendered as a template.
@@ -306,6 +308,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         problem: Exception | None = None
         ratio = failed_ratio(report)
         undone = undone_reason(report)
+        if undone is None and self.max_failed_ratio is None:
+            undone = nothing_done_reason(report)
         if stop is not None:
             problem = _stop_error(stop, self.juspay_conn_id, report["counts"]["not_attempted"])
         elif report["errors"].get(CHANGED_AFTER_DELIVERY):

@@ -17,12 +17,14 @@ from airflow_provider_juspay.errors import ApiError, RateLimited, RunStopped
 from airflow_provider_juspay.sync.breaker import CircuitBreaker
 from airflow_provider_juspay.sync.pacer import Pacer
 
-__all__ = ["CANCELLED", "DEFAULT_GRACE_S", "UNAUTHORIZED", "RunControl", "Stop"]
+__all__ = ["ABORTED", "CANCELLED", "DEFAULT_GRACE_S", "UNAUTHORIZED", "RunControl", "Stop"]
 
 log = logging.getLogger(__name__)
 
 CANCELLED = "CANCELLED"
 UNAUTHORIZED = "UNAUTHORIZED"
+#: The run ended on an error of its own (a database gone, a timeout): nothing more can be recorded.
+ABORTED = "ABORTED"
 #: Seconds the requests on the wire get to finish after a cancel, before they are cut.
 DEFAULT_GRACE_S = 1.0
 #: Seconds a 429 without Retry-After pauses the run.
@@ -62,7 +64,8 @@ class RunControl:
         self._abort = abort
         self._grace = grace_s
         self._stopped = threading.Event()
-        self._lock = threading.Lock()
+        # Reentrant: cancel() runs in a signal handler, which may interrupt this thread inside stop().
+        self._lock = threading.RLock()
         self.stop_reason: Stop | None = None
 
     @property
@@ -93,7 +96,7 @@ class RunControl:
 
     def abort(self, message: str) -> None:
         """Stop and cut the requests on the wire at once (their results can no longer be recorded)."""
-        self.stop("ABORTED", message)
+        self.stop(ABORTED, message)
         if self._abort is not None:
             self._abort()
 
@@ -111,8 +114,10 @@ class RunControl:
     def before_attempt(self) -> None:
         self.check()
         if self.pacer is not None:
-            self.pacer.wait()
-            self.check()
+            delay = self.pacer.reserve()
+            if delay > 0:
+                self.sleep(delay)  # a 429's pause too: it ends early when the run stops
+                self.check()
 
     def after_attempt(self, error: ApiError | None) -> None:
         if isinstance(error, RateLimited) and self.pacer is not None:

@@ -61,10 +61,13 @@ class Pacer:
         return self._rate
 
     def wait(self) -> None:
-        """Block until a request may leave: after any pause, and within the pace.
+        """Block until a request may leave: after any pause, and within the pace."""
+        delay = self.reserve()
+        if delay > 0:
+            self._sleep(delay)
 
-        Each caller reserves its slot under the lock, then sleeps outside it.
-        """
+    def reserve(self) -> float:
+        """Reserve the next slot; returns the seconds to wait for it (the caller sleeps, outside the lock)."""
         with self._lock:
             now = self._clock()
             self._measure(now)
@@ -75,8 +78,7 @@ class Pacer:
                 slack = (self._burst - 1) * interval
                 start = max(start, self._due - slack)
                 self._due = max(self._due, start) + interval
-        if start > now:
-            self._sleep(start - now)
+        return start - now
 
     def pause(self, seconds: float) -> None:
         """Hold every worker for ``seconds`` (a 429's Retry-After) and slow the pace down.

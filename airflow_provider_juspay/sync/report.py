@@ -18,6 +18,7 @@ __all__ = [
     "ReportBuilder",
     "failed_ratio",
     "format_report",
+    "nothing_done_reason",
     "undone_reason",
 ]
 
@@ -159,22 +160,16 @@ def failed_ratio(report: dict[str, Any]) -> float:
 
 
 def undone_reason(report: dict[str, Any]) -> str | None:
-    """Why a run cannot be called done whatever the user's limits, or None: nothing green that did not work.
+    """Why a run is not done whatever the user's limits, or None: rows it should have delivered and did not.
 
     Rows ``failed`` (transient errors outlived the retries) or ``not_attempted`` (the run stopped
-    first) are not delivered, and an Airflow retry would deliver them; a run in which Juspay refused
-    every row it was sent and holds none of the others (none sent, skipped or held by another run),
-    or in which every row was invalid, did nothing: a wrong merchant or environment looks like this.
-    Data-level refusals (rejected, invalid) below the user's limits are judged by those limits
-    instead. A dry run sends nothing and is judged only on its invalid rows.
+    first) are not delivered, and an Airflow retry would deliver them. Every task that judges a run
+    applies this rule; a dry run sends nothing and never meets it.
     """
-    counts = report["counts"]
-    total = report["total"]
-    all_invalid = f"every one of the {total} records was invalid" if total == counts["invalid"] > 0 else None
     if report.get("dry_run"):
-        return all_invalid
-    stopped = report.get("stopped")
-    if stopped:
+        return None
+    counts = report["counts"]
+    if stopped := report.get("stopped"):
         return (
             f"the run stopped early ({stopped['error_code']}: {stopped['message']}); "
             f"{counts['not_attempted']} records were not attempted"
@@ -182,11 +177,27 @@ def undone_reason(report: dict[str, Any]) -> str | None:
     failed, unsent = counts["failed"], counts["not_attempted"]
     if failed or unsent:
         return f"{failed} records failed and {unsent} were not attempted: they were not delivered"
+    return None
+
+
+def nothing_done_reason(report: dict[str, Any]) -> str | None:
+    """Why a run did nothing at all, or None: the default verdict when the user set no failure limit.
+
+    Juspay refused every row it was sent and holds none of the others (none sent, skipped or held by
+    another run), or every row was invalid: a wrong merchant, environment or query looks like this.
+    With a limit given, data-level refusals (rejected, invalid) are judged by that limit instead.
+    """
+    counts = report["counts"]
+    total = report["total"]
+    if total and counts["invalid"] == total:
+        return f"every one of the {total} records was invalid"
+    if report.get("dry_run"):
+        return None
     held = sum(counts[o.value] for o in (Outcome.SENT, Outcome.ALREADY_FULFILLED, Outcome.SKIPPED))
     held += counts[Outcome.HELD_ELSEWHERE.value]
     if counts["rejected"] and not held:
         return f"Juspay refused every one of the {counts['rejected']} records sent, and none is delivered"
-    return all_invalid
+    return None
 
 
 def format_report(report: dict[str, Any], *, failures_shown: int = 10) -> str:

@@ -22,19 +22,15 @@ with DAG("juspay_test_bulk_dry_run", schedule=None, start_date=START, catchup=Fa
         task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, dry_run=True, ledger_conn_id="warehouse"
     )
 
-with DAG(
-    "juspay_test_bulk_records",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    render_template_as_native_obj=True,
-):
-    BulkFulfilmentOperator(
-        task_id="push",
-        records="{{ dag_run.conf['records'] }}",
-        column_map={"order": "order_id"},
-        defaults={"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
-    )
+for dag_id, limit in (("juspay_test_bulk_records", None), ("juspay_test_bulk_records_lenient", 1.0)):
+    with DAG(dag_id, schedule=None, start_date=START, catchup=False, render_template_as_native_obj=True):
+        BulkFulfilmentOperator(
+            task_id="push",
+            records="{{ dag_run.conf['records'] }}",
+            column_map={"order": "order_id"},
+            defaults={"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
+            max_failed_ratio=limit,
+        )
 
 with DAG("juspay_test_bulk_ledger", schedule=None, start_date=START, catchup=False):
     BulkFulfilmentOperator(

@@ -217,3 +217,14 @@ def test_many_retries_log_as_counts_not_a_line_each(airflow_db, sandbox, juspay_
     task_log = capfd.readouterr().out  # the task log as Airflow prints it
     assert "retries: SERVICE_UNAVAILABLE" in task_log, "the report table counts the retries by cause"
     assert task_log.count("retrying in") <= 1, "at most the first retry has a line of its own"
+
+
+def test_a_run_juspay_refused_entirely_fails_unless_a_limit_says_refusals_are_expected(
+    airflow_db, sandbox, juspay_conn
+):
+    unpaid = orders("UNPAID", 10)  # the sandbox knows UNPAID-0..9 as NEW: "No txn Found"
+    strict = run_dag("juspay_test_bulk_records", {"records": unpaid})
+    assert strict.task_states["push"] == "failed", "a wrong merchant or environment looks like this"
+    assert strict.xcom[("push", "report")]["counts"]["rejected"] == 10
+    lenient = run_dag("juspay_test_bulk_records_lenient", {"records": unpaid})
+    assert lenient.task_states["push"] == "success"

@@ -7,7 +7,14 @@ import logging
 import time
 
 from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
-from airflow_provider_juspay.sync.report import ReportBuilder, failed_ratio, format_report
+from airflow_provider_juspay.sync.control import Stop
+from airflow_provider_juspay.sync.report import (
+    ReportBuilder,
+    failed_ratio,
+    format_report,
+    nothing_done_reason,
+    undone_reason,
+)
 
 
 def test_report_counts_every_outcome_and_sums_to_total():
@@ -51,3 +58,37 @@ def test_a_stalled_run_still_logs_progress(caplog):
         while "waiting for answers" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.01)  # no result arrives: only the heartbeat can log
     assert "1/5 records done (sent 1)" in caplog.text and "waiting for answers" in caplog.text
+
+
+def report_of(*outcomes: Outcome, dry_run: bool = False, stop=None) -> dict:
+    builder = ReportBuilder(dry_run=dry_run)
+    for i, outcome in enumerate(outcomes):
+        builder.add(FulfilmentResult(order_id=str(i), outcome=outcome, error_code="CODE"))
+    return builder.finish(stop=stop)
+
+
+def test_undelivered_rows_make_a_run_undone_whatever_else_happened():
+    assert undone_reason(report_of(Outcome.SENT, Outcome.SENT)) is None
+    assert "1 records failed" in undone_reason(report_of(Outcome.SENT, Outcome.FAILED))
+    assert "1 were not attempted" in undone_reason(report_of(Outcome.SENT, Outcome.NOT_ATTEMPTED))
+    assert undone_reason(report_of(Outcome.NOT_ATTEMPTED, dry_run=True)) is None, "a dry run sends nothing"
+    stopped = report_of(Outcome.NOT_ATTEMPTED, stop=Stop("CIRCUIT_OPEN", "Juspay kept failing"))
+    assert "CIRCUIT_OPEN" in undone_reason(stopped) and stopped["stopped"]["error_code"] == "CIRCUIT_OPEN"
+    held = report_of(Outcome.HELD_ELSEWHERE, Outcome.SKIPPED, Outcome.REJECTED)
+    assert undone_reason(held) is None and nothing_done_reason(held) is None, "another run holds them"
+
+
+def test_a_run_that_did_nothing_at_all_is_named():
+    assert "refused every one of the 2" in nothing_done_reason(report_of(Outcome.REJECTED, Outcome.REJECTED))
+    assert "every one of the 2 records was invalid" in nothing_done_reason(
+        report_of(Outcome.INVALID, Outcome.INVALID)
+    )
+    assert nothing_done_reason(report_of(Outcome.REJECTED, Outcome.SENT)) is None
+    assert nothing_done_reason(report_of(Outcome.REJECTED, Outcome.SKIPPED)) is None, "Juspay holds the rest"
+
+
+def test_not_attempted_rows_are_listed_with_their_cause_but_not_in_a_dry_run():
+    real = report_of(Outcome.NOT_ATTEMPTED)
+    assert real["errors"] == {"CODE": 1} and len(real["failures"]) == 1
+    dry = report_of(Outcome.NOT_ATTEMPTED, dry_run=True)
+    assert dry["errors"] == {} and dry["failures"] == []
