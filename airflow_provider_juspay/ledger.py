@@ -100,6 +100,8 @@ _LOOKED_UP = (
 #: Outcomes written for a claimed key (held and skipped keys were never claimed; invalid never sent).
 _WRITTEN = frozenset(o for o in Outcome if o.is_delivered or o.is_undelivered) - {Outcome.INVALID}
 ABANDONED_IN_FLIGHT = "ABANDONED_IN_FLIGHT"
+#: A record to claim: its position in the batch, the record, its payload hash, and its row as read.
+_Claim = tuple[int, FulfilmentRecord, str, "dict[str, Any] | None"]
 
 
 @dataclass(frozen=True)
@@ -229,9 +231,9 @@ class Ledger:
         """
         for batch in self._batches(items, on_change):
             if stopped is not None and stopped():
-                yield from self._decide(batch, on_change, claim=False)
+                yield from self._preview_batch(batch, on_change)
             else:
-                yield from self._decide(batch, on_change, claim=True)
+                yield from self._claim_batch(batch, on_change)
 
     def preview(self, items: Iterable[Item], *, on_change: str = "send") -> Iterator[Item]:
         """What :meth:`filter` would skip and pass on, writing nothing (dry runs); no table means empty."""
@@ -239,7 +241,7 @@ class Ledger:
             yield from items
             return
         for batch in self._batches(items, on_change):
-            yield from self._decide(batch, on_change, claim=False)
+            yield from self._preview_batch(batch, on_change)
 
     def read_only(self) -> LedgerPreview:
         """This ledger as a dry run sees it."""
@@ -257,46 +259,63 @@ class Ledger:
         if batch:
             yield batch
 
-    def _decide(self, batch: list[Item], on_change: str, *, claim: bool) -> list[Item]:
-        """The batch with every record decided: passed on (claimed when ``claim``), or a result."""
-        decided: list[Item] = list(batch)
-        undecided = [i for i, item in enumerate(batch) if isinstance(item, FulfilmentRecord)]
+    def _preview_batch(self, batch: list[Item], on_change: str) -> list[Item]:
+        """The batch with what the ledger decides replaced by results; the rest passed on unclaimed."""
+        decided = list(batch)
+        results, _ = self._decide(batch, _record_positions(batch), on_change)
+        for i, result in results.items():
+            decided[i] = result
+        return decided
+
+    def _claim_batch(self, batch: list[Item], on_change: str) -> list[Item]:
+        """The batch with what the ledger decides replaced by results; the rest claimed for this run.
+
+        A key another run wrote between our read and our claim is read and decided again.
+        """
+        decided = list(batch)
+        positions = _record_positions(batch)
         for _ in range(_CLAIM_ROUNDS):
-            if not undecided:
-                break
-            records = [batch[i] for i in undecided]
-            known = self._lookup(records)  # type: ignore[arg-type]
-            now = self._now()
-            to_claim: list[tuple[int, FulfilmentRecord, str, dict[str, Any] | None]] = []
-            taken: set[tuple[str, str, str]] = set()
-            for i in undecided:
-                record = batch[i]
-                assert isinstance(record, FulfilmentRecord)
-                key = _key(record)
-                if key in self._claimed or key in taken:
-                    decided[i] = _result(
-                        record, Outcome.HELD_ELSEWHERE, message="an earlier row of this run holds this key"
-                    )
-                    continue
-                digest = payload_hash(record)
-                row = known.get(key)
-                verdict = self._verdict(record, digest, row, now, on_change)
-                if verdict is not None:
-                    decided[i] = verdict
-                    continue
-                taken.add(key)
-                to_claim.append((i, record, digest, row))
-            if not claim:
+            results, claims = self._decide(batch, positions, on_change)
+            for i, result in results.items():
+                decided[i] = result
+            positions = self._claim(claims)
+            if not positions:
                 return decided
-            lost = self._claim(to_claim, now)
-            undecided = lost
-        for i in undecided:  # still contended after every round: another run is at it right now
-            record = batch[i]
-            assert isinstance(record, FulfilmentRecord)
+        for i in positions:  # still contended after every round: another run is at it right now
             decided[i] = _result(
-                record, Outcome.HELD_ELSEWHERE, message="another run claimed this key at the same moment"
+                batch[i],  # type: ignore[arg-type]
+                Outcome.HELD_ELSEWHERE,
+                message="another run claimed this key at the same moment",
             )
         return decided
+
+    def _decide(
+        self, batch: list[Item], positions: list[int], on_change: str
+    ) -> tuple[dict[int, FulfilmentResult], list[_Claim]]:
+        """One read of the ledger: a result for each record it decides, a claim to make for the others."""
+        records = [batch[i] for i in positions]
+        known = self._lookup(records)  # type: ignore[arg-type]
+        now = self._now()
+        results: dict[int, FulfilmentResult] = {}
+        claims: list[_Claim] = []
+        taken: set[tuple[str, str, str]] = set()
+        for i, record in zip(positions, records, strict=True):
+            assert isinstance(record, FulfilmentRecord)
+            key = _key(record)
+            if key in self._claimed or key in taken:
+                results[i] = _result(
+                    record, Outcome.HELD_ELSEWHERE, message="an earlier row of this run holds this key"
+                )
+                continue
+            digest = payload_hash(record)
+            row = known.get(key)
+            verdict = self._verdict(record, digest, row, now, on_change)
+            if verdict is not None:
+                results[i] = verdict
+                continue
+            taken.add(key)
+            claims.append((i, record, digest, row))
+        return results, claims
 
     def _verdict(
         self,
@@ -349,13 +368,11 @@ class Ledger:
         rows = self._query(sql, [self.merchant_id, *order_ids])
         return {(row[0], row[1], row[2]): dict(zip(_LOOKED_UP, row, strict=True)) for row in rows}
 
-    def _claim(
-        self, to_claim: list[tuple[int, FulfilmentRecord, str, dict[str, Any] | None]], now: str
-    ) -> list[int]:
+    def _claim(self, to_claim: list[_Claim]) -> list[int]:
         """Claim keys for this run; returns the positions of those another run took first."""
         if not to_claim:
             return []
-        lease = self._lease_until()
+        now, lease = self._now(), self._lease_until()
         # Rows are always locked in key order, so two runs claiming the same keys cannot deadlock.
         to_claim = sorted(to_claim, key=lambda claim: _key(claim[1]))
         new = [(i, record, digest) for i, record, digest, row in to_claim if row is None]
@@ -658,6 +675,10 @@ def _result(record: FulfilmentRecord, outcome: Outcome, **kwargs: Any) -> Fulfil
         fulfillment_id=record.fulfillment_id,
         **kwargs,
     )
+
+
+def _record_positions(batch: list[Item]) -> list[int]:
+    return [i for i, item in enumerate(batch) if isinstance(item, FulfilmentRecord)]
 
 
 def _result_key(result: FulfilmentResult) -> tuple[str, str, str]:
