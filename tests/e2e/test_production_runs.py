@@ -86,16 +86,15 @@ def ledger_conn(request, make_warehouse, monkeypatch):
     return "ledger_pg", (lambda: psycopg2.connect(uri)), seeded
 
 
-def test_two_runs_released_together_share_the_keys_and_both_end_green(
-    airflow_db, sandbox, ledger_conn, tmp_path
-):
+def test_runs_released_together_share_the_keys_and_all_end_green(airflow_db, sandbox, ledger_conn, tmp_path):
     conn_id, connect, seeded = ledger_conn
     sandbox.configure(latency=0.01)
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    conf = {"sql": SELECT_ALL, "ledger_conn_id": conn_id, "barrier": str(barrier), "parties": 2}
+    names = ("nightly", "retry", "backfill")  # any number of runs: three at once
+    conf = {"sql": SELECT_ALL, "ledger_conn_id": conn_id, "barrier": str(barrier), "parties": len(names)}
     runs = []
-    for name in ("nightly", "retry"):
+    for name in names:
         metadata = own_metadata_db(airflow_db, tmp_path / name)
         env = {
             **os.environ,
@@ -108,6 +107,7 @@ def test_two_runs_released_together_share_the_keys_and_both_end_green(
         assert process.returncode == 0, output[-4000:]
         assert "Traceback" not in output, output[-4000:]
     reports = [push_report(metadata) for metadata, _ in runs]
+    print("counts of the overlapping runs:", [r["counts"] for r in reports])  # shown with pytest -s
 
     for report in reports:
         assert report["total"] == seeded.total and sum(report["counts"].values()) == seeded.total
