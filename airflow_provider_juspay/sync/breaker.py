@@ -3,9 +3,9 @@
 It watches every attempt of a run. Transient failures (5xx, timeouts, dropped connections, answers
 too large) on most of a recent window of attempts, or a run of consecutive ones, lasting at least
 ``min_outage_s``, open it: a sustained outage ends the run in seconds, a short blip does not.
-Answers that are not Juspay's (a wrong base URL: a portal, a proxy's page) open it after a few in a
-row, at once. A 429 is Juspay pacing us (the pacer's business), and any answer of Juspay's, a refusal
-included, shows it is up.
+Answers that are not Juspay's (a wrong base URL: a portal, a proxy's page; a TLS failure) open it
+after a few in a row, at once. A 429 is Juspay pacing us (the pacer's business), and any answer of
+Juspay's, a refusal included, shows it is up.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from airflow_provider_juspay.errors import ApiError, RateLimited, TransportError, UnexpectedResponse
+from airflow_provider_juspay.errors import ApiError, AuthError, RateLimited, Rejected, UnexpectedResponse
 
 __all__ = ["CIRCUIT_OPEN", "UNEXPECTED_RESPONSES", "BreakerPolicy", "CircuitBreaker", "Trip"]
 
@@ -82,8 +82,10 @@ class CircuitBreaker:
         """Learn how one attempt ended; returns the trip the first time the breaker opens."""
         if isinstance(error, RateLimited) or getattr(error, "error_code", None) == "CANCELLED":
             return None
-        transient = isinstance(error, UnexpectedResponse) or bool(
-            error is not None and (error.retryable or isinstance(error, TransportError))
+        # Any answer of Juspay's, a refusal included, shows it is up; anything else counts against it.
+        transient = error is not None and not isinstance(error, (Rejected, AuthError))
+        not_juspay = (
+            isinstance(error, UnexpectedResponse) or getattr(error, "error_code", None) == "TLS_ERROR"
         )
         with self._lock:
             if self.trip is not None:
@@ -102,13 +104,13 @@ class CircuitBreaker:
             self._failures_in_window += 1
             self._streak += 1
             self._causes[error.error_code or type(error).__name__] += 1  # type: ignore[union-attr]
-            if isinstance(error, UnexpectedResponse):
+            if not_juspay:
                 self._unexpected_streak += 1
                 if self._unexpected_streak >= self.policy.unexpected:
                     return self._open(
                         UNEXPECTED_RESPONSES,
                         f"{self._unexpected_streak} answers in a row were not Juspay's ({error}); "
-                        "check the connection's base URL",
+                        "check the connection's base URL (and its TLS certificate)",
                     )
             else:
                 self._unexpected_streak = 0

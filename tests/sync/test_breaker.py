@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_juspay.errors import (
+    ApiError,
     RateLimited,
     Rejected,
     ServerError,
@@ -89,3 +90,10 @@ def test_the_policy_refuses_nonsense():
         BreakerPolicy(failure_ratio=0)
     with pytest.raises(ValueError):
         BreakerPolicy(consecutive=0)
+
+
+def test_a_tls_failure_counts_as_not_juspay():
+    breaker = CircuitBreaker(BreakerPolicy(unexpected=2))
+    tls = ApiError("TLS failed for portal.example", error_code="TLS_ERROR")
+    assert breaker.record(tls) is None
+    assert breaker.record(tls).error_code == "UNEXPECTED_RESPONSES"
