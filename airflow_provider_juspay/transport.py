@@ -106,17 +106,40 @@ class StdlibTransport:
     def exchange(
         self, method: str, path: str, body: str | None, headers: Mapping[str, str], order_id: str
     ) -> Answer:
-        conn, reused = self._checkout()
-        flight = self._take_off(conn)
+        flight, reused = self._checkout()
+        try:
+            answer, keep = self._fly(flight, reused, method, self._prefix + path, body, headers, order_id)
+        except BaseException:
+            self._land(flight, keep=False)
+            raise
+        if flight.cut:  # the whole answer arrived just as the watchdog struck: still too late
+            self._land(flight, keep=False)
+            flight.conn.close()
+            raise self._cut_error(flight, order_id)
+        self._land(flight, keep=keep)
+        return answer
+
+    def _fly(
+        self,
+        flight: _Flight,
+        reused: bool,
+        method: str,
+        url: str,
+        body: str | None,
+        headers: Mapping[str, str],
+        order_id: str,
+    ) -> tuple[Answer, bool]:
+        """One exchange on the flight's connection; every failure becomes our error, the connection closed."""
+        conn = flight.conn
         try:
             try:
-                answer, keep = self._once(conn, method, self._prefix + path, body, headers)
+                return self._once(conn, method, url, body, headers)
             except _STALE:
                 if not reused or flight.cut:
                     raise
                 conn.close()
                 conn = flight.conn = self._new()
-                answer, keep = self._once(conn, method, self._prefix + path, body, headers)
+                return self._once(conn, method, url, body, headers)
         except ssl.SSLError as exc:
             conn.close()
             if flight.cut:
@@ -137,16 +160,6 @@ class StdlibTransport:
             raise TransportError(
                 f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
             ) from exc
-        finally:
-            self._land(flight)
-        if flight.cut:  # the whole answer arrived just as the watchdog struck: still too late
-            conn.close()
-            raise self._cut_error(flight, order_id)
-        if keep:
-            self._checkin(conn)
-        else:
-            conn.close()
-        return answer
 
     def abort_in_flight(self) -> int:
         """Cut every request on the wire now (a run that is stopping); returns how many."""
@@ -191,18 +204,30 @@ class StdlibTransport:
             response.read()  # the terminating chunk of a chunked answer, so the connection can be kept
         return Answer(response.status, response.getheader("Retry-After"), data), not response.will_close
 
-    def _take_off(self, conn: http.client.HTTPConnection) -> _Flight:
-        flight = _Flight(conn, time.monotonic() + self._timeouts.deadline)
+    def _checkout(self) -> tuple[_Flight, bool]:
+        """An idle connection (or a new one) on the wire under the deadline; whether it was reused."""
         with self._lock:
+            conn = self._idle.pop() if self._idle else None
+            flight = _Flight(conn, time.monotonic() + self._timeouts.deadline)  # type: ignore[arg-type]
             self._flights.add(flight)
             if self._watchdog is None:
                 self._watchdog = threading.Thread(target=self._watch, name="juspay-deadlines", daemon=True)
                 self._watchdog.start()
-        return flight
+        if conn is None:
+            flight.conn = self._new()
+            return flight, False
+        return flight, True
 
-    def _land(self, flight: _Flight) -> None:
+    def _land(self, flight: _Flight, *, keep: bool) -> None:
+        """Off the wire; a connection fit for another request goes back to the pool."""
+        conn = flight.conn
         with self._lock:
             self._flights.discard(flight)
+            if keep and len(self._idle) < self._pool_size:
+                self._idle.append(conn)
+                return
+        if keep:
+            conn.close()
 
     def _watch(self) -> None:
         while not self._closed.wait(_WATCH_EVERY):
@@ -221,19 +246,6 @@ class StdlibTransport:
             # Wakes the thread blocked in recv; closing is left to that thread.
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-    def _checkout(self) -> tuple[http.client.HTTPConnection, bool]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        return self._new(), False
-
-    def _checkin(self, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < self._pool_size:
-                self._idle.append(conn)
-                return
-        conn.close()
 
     def _new(self) -> http.client.HTTPConnection:
         if self._tls is not None:

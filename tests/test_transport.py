@@ -7,6 +7,7 @@ import socket
 
 from airflow_provider_juspay.client import _transport_for
 from airflow_provider_juspay.config import ClientConfig, Timeouts
+from airflow_provider_juspay.errors import TransportError
 from airflow_provider_juspay.transport import SessionTransport, StdlibTransport
 from tests.conftest import API_KEY, MERCHANT_ID
 
@@ -52,3 +53,20 @@ def test_proxy_from_the_environment_selects_the_session_transport(monkeypatch):
     assert isinstance(_transport_for(loopback), StdlibTransport), (
         "the sandbox is never reached through a proxy"
     )
+
+
+def test_no_request_stays_on_the_deadline_watch_after_it_ends(sandbox):
+    transport = StdlibTransport(sandbox.base_url, timeouts=Timeouts(read=0.3, deadline=0.5), pool_size=4)
+    sandbox.script("drop", 2)
+    sandbox.script("hang", 1)
+    outcomes = []
+    for i in range(6):
+        try:
+            outcomes.append(
+                transport.exchange("POST", f"/orders/W-{i}/fulfillment", BODY, HEADERS, f"W-{i}").status
+            )
+        except TransportError as exc:
+            outcomes.append(exc.error_code)
+    assert outcomes[:3] == ["CONNECTION_ERROR", "CONNECTION_ERROR", "TIMEOUT"] and outcomes[3:] == [200] * 3
+    assert transport._flights == set(), "every flight landed, failed or not"
+    transport.close()

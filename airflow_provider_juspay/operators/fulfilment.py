@@ -14,7 +14,7 @@ from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, O
 from airflow_provider_juspay.ledger import CHANGED_AFTER_DELIVERY
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase, db_api_hook
 from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, UNEXPECTED_RESPONSES
-from airflow_provider_juspay.sync.control import UNAUTHORIZED, Stop
+from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
 from airflow_provider_juspay.sync.report import (
@@ -275,6 +275,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         try:
             with self.open_ledger(context) as ledger:
                 if self.dry_run:
+                    self._control = RunControl()  # nothing to pace or break; on_kill still stops reading
                     outcome = push(
                         self._rows(),
                         report=report,
@@ -282,6 +283,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                         send=dry_run_send,
                         ledger=ledger.read_only() if ledger is not None else None,
                         on_change=self.on_change,
+                        control=self._control,
                     )
                 else:
                     if ledger is not None:
