@@ -44,7 +44,7 @@ from airflow_provider_juspay.errors import (
     ServerError,
     UnexpectedResponse,
 )
-from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
+from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome, printable
 from airflow_provider_juspay.transport import SessionTransport, StdlibTransport, Transport
 
 __all__ = ["USER_AGENT", "AttemptControl", "JuspayClient", "RetryTally"]
@@ -58,6 +58,9 @@ NOT_FOUND_CODES = frozenset({"RESOURCE_NOT_FOUND", "NOT_FOUND"})
 TEST_DEADLINE = 10.0
 #: Characters of an unexpected answer quoted in its error message.
 QUOTED_CHARS = 80
+#: Longest error code and message kept from an answer (the ledger's columns hold 255 and 2000).
+MAX_CODE_CHARS = 100
+MAX_MESSAGE_CHARS = 1000
 
 
 class AttemptControl(Protocol):
@@ -290,12 +293,15 @@ class JuspayClient:
         """Cut the requests on the wire now (a run that is stopping); returns how many."""
         return self._transport.abort_in_flight()
 
-    def _scrub(self, text: str) -> str:
-        """The text without the API key or its Basic token (a gateway may echo them back)."""
+    def _scrub(self, text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+        """Juspay's text made safe to keep: no API key or Basic token (a gateway may echo them back), no
+        control characters or lone surrogates (the ledger and logs cannot hold them), at most ``limit``.
+        """
         for secret in self._secrets:
             if secret and secret in text:
                 text = text.replace(secret, "***")
-        return text
+        text = printable(text)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def basic_token(api_key: str) -> str:
@@ -385,7 +391,7 @@ def _error_for(
         )
     info = payload.get("error_info") if isinstance(payload.get("error_info"), dict) else {}
     code = info.get("code") or payload.get("error_code") or None
-    code = scrub(str(code)) if code is not None else None
+    code = scrub(str(code), MAX_CODE_CHARS) if code is not None else None
     text = payload.get("error_message") or info.get("developer_message") or info.get("user_message")
     detail = scrub(str(text).strip()) if text else None
     message = f"HTTP {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")

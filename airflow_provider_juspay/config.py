@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,14 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if not self.merchant_id or not str(self.merchant_id).strip():
             raise ConfigError("merchant id is missing (the connection's login field)")
+        if not re.fullmatch(r"[\x21-\x7e]{1,128}", self.merchant_id):
+            raise ConfigError(
+                "merchant id must be 1-128 printable ASCII characters without spaces "
+                "(it travels as the x-merchantid header and is part of every ledger key)"
+            )
+        bad = [c for c in self.extra_commands if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", c)]
+        if bad:
+            raise ConfigError(f"extra_commands must be names like SHIP_NOTICE (A-Z, 0-9, _), got {bad!r}")
         if not self.api_key:
             raise ConfigError("API key is missing (the connection's password field)")
         if self.pool_size < 1:

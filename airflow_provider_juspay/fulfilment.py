@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +19,8 @@ __all__ = [
     "DEFAULT_TIMEZONE",
     "KNOWN_COMMANDS",
     "MAX_DATA_CHARS",
+    "MAX_ID_CHARS",
+    "MAX_ORDER_ID_CHARS",
     "ORDER_FIELDS",
     "PASS_THROUGH_FIELDS",
     "RECORD_FIELDS",
@@ -25,14 +29,33 @@ __all__ = [
     "FulfilmentResult",
     "FulfilmentStatus",
     "Outcome",
+    "printable",
 ]
 
 #: Zone that aware fulfilment times are converted to before they are sent without a zone.
 #: Juspay's only example is a naive time; UTC is the one zone that needs no agreement.
 DEFAULT_TIMEZONE = "UTC"
 
-#: Longest ``fulfillment_data`` sent; Juspay publishes no limit, this guards against runaway columns.
+#: Longest ``fulfillment_data`` (and pass-through field) sent; Juspay publishes no limit, this guards
+#: against runaway columns.
 MAX_DATA_CHARS = 10_000
+#: Longest order id: Juspay's Orders API asks for fewer than 21 characters; this leaves room for other
+#: schemes while keeping the URL path and the ledger's key bounded.
+MAX_ORDER_ID_CHARS = 128
+#: Longest fulfilment id and routing id (the ledger's key column holds 255).
+MAX_ID_CHARS = 255
+#: Longest command name (the ledger's column holds 64).
+MAX_COMMAND_CHARS = 64
+#: Years a ``fulfillment_time`` may have after conversion: the wire format has four digits.
+MIN_YEAR, MAX_YEAR = 1000, 9999
+
+#: Characters no identifier may hold: C0 and C1 controls, DEL, line and paragraph separators, and lone
+#: surrogates (which no UTF-8 text can carry).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: A header value we send: printable ASCII only.
+_HEADER_TEXT = re.compile("[\x20-\x7e]+")
+_COMMAND_NAME = re.compile("[A-Z][A-Z0-9_]*")
 
 #: Wire format of ``fulfillment_time``: ISO-8601, seconds, no zone, as in Juspay's example.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -75,6 +98,8 @@ ORDER_FIELDS: tuple[str, ...] = (
 )
 #: Every field a source row may carry (input keys and warehouse column names).
 RECORD_FIELDS: tuple[str, ...] = (*ORDER_FIELDS, *PASS_THROUGH_FIELDS)
+#: Fields sent as free text (text as it is; a mapping or list as compact JSON), up to MAX_DATA_CHARS.
+FREE_TEXT_FIELDS: tuple[str, ...] = ("fulfillment_data", *PASS_THROUGH_FIELDS)
 
 
 class Outcome(str, Enum):
@@ -166,6 +191,8 @@ class FulfilmentRecord:
         """
         values = _gather(mapping, column_map or {}, defaults or {})
         order_id = _order_id(values.get("order_id"))
+        # Enabled commands are checked as record commands are: a name, not any text.
+        extra = {_enum_text(c) for c in extra_commands}
 
         def check(name: str, value: object, rule: str) -> RecordError:
             return RecordError(order_id, name, value, rule)
@@ -182,8 +209,8 @@ class FulfilmentRecord:
         command_raw = values.get("fulfillment_command")
         command = _enum_text(command_raw)
         if command is None:
-            raise check("fulfillment_command", command_raw, "is required")
-        allowed = KNOWN_COMMANDS | {c.strip().upper() for c in extra_commands}
+            raise check("fulfillment_command", command_raw, "is required (text)")
+        allowed = KNOWN_COMMANDS | {c for c in extra if c and _COMMAND_NAME.fullmatch(c)}
         if command not in allowed:
             raise check(
                 "fulfillment_command",
@@ -196,29 +223,19 @@ class FulfilmentRecord:
         when = values.get("fulfillment_time")
         try:
             fulfillment_time = _format_time(when, timezone)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise check("fulfillment_time", when, str(exc)) from None
 
-        data = values.get("fulfillment_data")
-        fulfillment_data = _text_or_json(data)
-        if fulfillment_data is not None and len(fulfillment_data) > MAX_DATA_CHARS:
-            raise check(
-                "fulfillment_data", data, f"is {len(fulfillment_data)} characters, over {MAX_DATA_CHARS}"
-            )
-
-        extras = tuple(
-            (name, text)
-            for name in PASS_THROUGH_FIELDS
-            if (text := _text_or_json(values.get(name))) is not None
-        )
+        free_text = {name: _free_text(values.get(name), check, name) for name in FREE_TEXT_FIELDS}
+        extras = tuple((name, free_text[name]) for name in PASS_THROUGH_FIELDS if free_text[name] is not None)
         return cls(
             order_id=order_id,
             fulfillment_status=status,
             fulfillment_command=command,
             fulfillment_time=fulfillment_time,
-            fulfillment_id=_optional_text(values.get("fulfillment_id")),
-            fulfillment_data=fulfillment_data,
-            routing_id=_optional_text(values.get("routing_id")),
+            fulfillment_id=_fulfillment_id(values.get("fulfillment_id"), check),
+            fulfillment_data=free_text["fulfillment_data"],
+            routing_id=_routing_id(values.get("routing_id"), check),
             extras=extras,
         )
 
@@ -262,40 +279,106 @@ def _is_null(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates escaped (``\\x00``, ``\\ud800``): safe to log."""
+    return _CONTROL.sub(
+        lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text
+    )
+
+
 def _order_id(value: object) -> str:
+    """One safe URL path segment, exactly as given: never trimmed or otherwise changed."""
     if value is None:
         raise RecordError(None, "order_id", value, "is required")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise RecordError(None, "order_id", value, "must be text or an integer")
-    text = str(value).strip()
-    if not text:
+        raise RecordError(None, "order_id", value, f"must be text or an integer, not {type(value).__name__}")
+    text = str(value)
+    if not text.strip():
         raise RecordError(None, "order_id", value, "must not be empty")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise RecordError(None, "order_id", value, "must not contain control characters")
+    if _CONTROL.search(text):
+        raise RecordError(None, "order_id", value, "must not contain control characters or lone surrogates")
+    if text != text.strip():
+        raise RecordError(None, "order_id", value, "must not start or end with spaces (it is never trimmed)")
+    if text in (".", ".."):
+        raise RecordError(None, "order_id", value, "must not be '.' or '..' (a path step, not an id)")
+    if len(text) > MAX_ORDER_ID_CHARS:
+        raise RecordError(None, "order_id", value, f"is {len(text)} characters, over {MAX_ORDER_ID_CHARS}")
     return text
 
 
 def _enum_text(value: object) -> str | None:
-    """Case and surrounding spaces of enum values are normalised, not rejected."""
-    if value is None:
-        return None
+    """Case and surrounding spaces of enum values are normalised, not rejected; only text is read."""
     if isinstance(value, Enum):
         value = value.value
-    return str(value).strip().upper() or None
+    if not isinstance(value, str):
+        return None
+    return value.strip().upper() or None
 
 
-def _optional_text(value: object) -> str | None:
+def _fulfillment_id(value: object, check: Any) -> str | None:
+    """Free of control characters, at most MAX_ID_CHARS; surrounding spaces are trimmed (documented)."""
     if value is None:
         return None
-    return str(value).strip() or None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise check("fulfillment_id", value, f"must be text or an integer, not {type(value).__name__}")
+    text = str(value).strip()
+    if _CONTROL.search(text):
+        raise check("fulfillment_id", value, "must not contain control characters or lone surrogates")
+    if len(text) > MAX_ID_CHARS:
+        raise check("fulfillment_id", value, f"is {len(text)} characters, over {MAX_ID_CHARS}")
+    return text or None
 
 
-def _text_or_json(value: object) -> str | None:
-    """Free text as it is; a mapping or list as compact JSON text."""
+def _routing_id(value: object, check: Any) -> str | None:
+    """A header value: printable ASCII, at most MAX_ID_CHARS; surrounding spaces are trimmed."""
     if value is None:
         return None
-    if isinstance(value, (Mapping, list, tuple)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise check("routing_id", value, f"must be text or an integer, not {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        return None
+    if not _HEADER_TEXT.fullmatch(text):
+        raise check("routing_id", value, "must be printable ASCII (it travels as the x-routing-id header)")
+    if len(text) > MAX_ID_CHARS:
+        raise check("routing_id", value, f"is {len(text)} characters, over {MAX_ID_CHARS}")
+    return text
+
+
+def _free_text(value: object, check: Any, name: str) -> str | None:
+    """Text as it is (bytes as UTF-8); a mapping or list as compact JSON; at most MAX_DATA_CHARS."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bytes):
+            text = value.decode("utf-8")
+        elif isinstance(value, (Mapping, list, tuple)):
+            text = json.dumps(
+                value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+            )
+        elif (isinstance(value, float) and not math.isfinite(value)) or (
+            isinstance(value, Decimal) and not value.is_finite()
+        ):
+            raise ValueError("NaN and infinities are not text")
+        else:
+            text = str(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise check(name, value, f"cannot be sent as text or JSON ({type(exc).__name__}: {exc})") from None
+    if _SURROGATE.search(text):
+        raise check(name, value, "must not contain lone surrogates (they cannot be sent as UTF-8)")
+    if len(text) > MAX_DATA_CHARS:
+        raise check(name, value, f"is {len(text)} characters, over {MAX_DATA_CHARS}")
+    return text
+
+
+def _json_default(value: object) -> str:
+    """What JSON has no type for: bytes as UTF-8 text, dates in ISO form, anything else as its text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValueError("NaN and infinities are not JSON")
     return str(value)
 
 
@@ -305,12 +388,19 @@ def _format_time(value: object, timezone: str) -> str | None:
         return None
     if isinstance(value, str):
         value = _parse_iso(value.strip())
+    elif isinstance(value, bool):
+        raise TypeError("must be a datetime, a date or an ISO-8601 string, not bool")
     elif isinstance(value, date) and not isinstance(value, datetime):
         value = datetime.combine(value, time())
     if not isinstance(value, datetime):
-        raise TypeError("must be a datetime, a date or an ISO-8601 string")
+        raise TypeError(f"must be a datetime, a date or an ISO-8601 string, not {type(value).__name__}")
     if value.tzinfo is not None and value.utcoffset() is not None:
-        value = value.astimezone(_zone(timezone))
+        try:
+            value = value.astimezone(_zone(timezone))
+        except OverflowError:
+            raise ValueError(f"is out of range once converted to {timezone}") from None
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"year must be {MIN_YEAR}-{MAX_YEAR} (the wire format has four digits)")
     return value.strftime(TIME_FORMAT)
 
 

@@ -465,7 +465,7 @@ class Ledger:
                         result.outcome.value,
                         result.attempts,
                         result.http_status,
-                        result.error_code,
+                        (result.error_code or "")[:255] or None,  # the columns' sizes
                         (result.message or "")[:2000] or None,
                         now,
                         *self._run_values(),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pendulum
@@ -41,9 +43,68 @@ def test_order_id_is_required(value):
     assert "order_id" in str(err)
 
 
-def test_order_id_accepts_integers_and_strips_spaces():
+def test_order_id_accepts_integers_and_is_never_trimmed():
     assert make(order_id=1234).order_id == "1234"
-    assert make(order_id="  ORD-9 ").order_id == "ORD-9"
+    assert "never trimmed" in broken("order_id", order_id="  ORD-9 ").rule
+
+
+@pytest.mark.parametrize(
+    "order_id, rule",
+    [
+        (".", "path step"),
+        ("..", "path step"),
+        ("ORD\x851", "control characters"),  # C1 control (NEL)
+        ("ORD\u2028", "control characters"),
+        ("ORD\ud800", "lone surrogates"),
+        ("X" * 129, "over 128"),
+        (b"ORD-1", "not bytes"),
+        (1.5, "not float"),
+        (True, "not bool"),
+    ],
+)
+def test_order_id_rules(order_id, rule):
+    assert rule in broken("order_id", order_id=order_id).rule
+
+
+def test_order_id_at_the_length_limit_and_hostile_but_legal_ids_pass():
+    for order_id in ("X" * 128, "a/b?c#d%e", "%2F", "...", " x".strip(), "ünïcødé ✓ id", "a b"):
+        assert make(order_id=order_id).order_id == order_id
+
+
+@pytest.mark.parametrize(
+    "field, value, rule",
+    [
+        ("routing_id", "cust\r\nX-Evil: 1", "printable ASCII"),
+        ("routing_id", "kündin", "printable ASCII"),
+        ("routing_id", "c" * 256, "over 255"),
+        ("fulfillment_id", "F\x00", "control characters"),
+        ("fulfillment_id", "F" * 256, "over 255"),
+        ("fulfillment_data", "note \udc80", "lone surrogates"),
+        ("fulfillment_data", float("inf"), "NaN and infinities"),
+        ("fulfillment_data", Decimal("NaN"), "NaN and infinities"),
+        ("fulfillment_data", {"weight": float("inf")}, "cannot be sent"),
+        ("fulfillment_data", b"\xff\xfe", "cannot be sent"),
+        ("product_details", [[[]] * 2] * 6000, "over 10000"),
+        ("fulfillment_time", "0999-05-01T10:00:00", "year must be 1000-9999"),
+        ("fulfillment_time", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))), "out of range"),
+        ("fulfillment_time", datetime(999, 5, 1), "year must be 1000-9999"),
+        (
+            "fulfillment_time",
+            datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))),
+            "out of range",
+        ),
+        ("fulfillment_time", 1732600000, "not int"),
+        ("fulfillment_status", b"SUCCESS", "is required"),
+    ],
+)
+def test_field_rules(field, value, rule):
+    assert rule in broken(field, **{field: value}).rule
+
+
+def test_bytes_and_decimals_in_free_text_are_sent_as_text():
+    record = make(fulfillment_data=b"note", product_details=[{"price": Decimal("9.50"), "sku": b"S1"}])
+    assert record.fulfillment_data == "note"
+    assert dict(record.extras)["product_details"] == '[{"price":"9.50","sku":"S1"}]'
 
 
 def test_order_id_rejects_control_characters():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from functools import partial
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
@@ -179,6 +179,10 @@ def _as_rows(records: Any) -> list[Mapping[str, Any]]:
             raise ValueError("records is text but not JSON; give a list of mappings") from None
     if isinstance(records, Mapping):
         return [records]
+    if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
+        raise ValueError(
+            f"records must be a list of mappings (or its JSON text), got {type(records).__name__}"
+        )
     return list(records)
 
 
@@ -334,16 +338,16 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             raise problem
 
     def _known_total(self) -> int | None:
-        if self.records is None:
-            return None
-        try:
-            return len(self.records)
-        except TypeError:
-            return None
+        """Rows to expect (for the ETA): the parsed records, never the length of their JSON text."""
+        return None if self.records is None else len(self._records)
+
+    @cached_property
+    def _records(self) -> list[Mapping[str, Any]]:
+        return _as_rows(self.records)
 
     def _rows(self) -> Iterator[Mapping[str, Any]]:
         if self.sql is None:
-            rows = _as_rows(self.records)
+            rows = self._records
             if rows and isinstance(rows[0], Mapping):
                 self._log_unmapped(list(rows[0]))
             yield from rows

@@ -6,7 +6,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from airflow_provider_juspay.errors import RecordError
-from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
+from airflow_provider_juspay.fulfilment import (
+    MAX_ORDER_ID_CHARS,
+    FulfilmentRecord,
+    FulfilmentResult,
+    Outcome,
+    printable,
+)
 from airflow_provider_juspay.sync.dispatcher import Item
 
 __all__ = ["validate_rows"]
@@ -24,22 +30,29 @@ def validate_rows(
         try:
             yield make_record(row)
         except RecordError as exc:
-            yield FulfilmentResult(
-                order_id=exc.order_id or _raw_order_id(row),
-                outcome=Outcome.INVALID,
-                error_code="INVALID_RECORD",
-                message=f"row {number}: {exc}",
-            )
-        except (TypeError, AttributeError) as exc:
-            # Not a mapping at all (e.g. a list in an XCom list): still one row, one outcome.
-            yield FulfilmentResult(
-                order_id=None,
-                outcome=Outcome.INVALID,
-                error_code="INVALID_RECORD",
-                message=f"row {number}: not a mapping ({exc})",
+            yield _invalid(exc.order_id or _raw_order_id(row), f"row {number}: {exc}")
+        except Exception as exc:  # whatever a row holds, it is one row with one outcome, never the run's end
+            reason = "not a mapping" if not isinstance(row, Mapping) else "could not be read"
+            yield _invalid(
+                _raw_order_id(row), f"row {number}: {reason} ({type(exc).__name__}: {_shown(exc)})"
             )
 
 
-def _raw_order_id(row: Mapping[str, Any]) -> str | None:
-    value = row.get("order_id") if isinstance(row, Mapping) else None
-    return None if value is None else str(value)
+def _invalid(order_id: str | None, message: str) -> FulfilmentResult:
+    return FulfilmentResult(
+        order_id=order_id, outcome=Outcome.INVALID, error_code="INVALID_RECORD", message=message
+    )
+
+
+def _raw_order_id(row: object) -> str | None:
+    """The row's order id as printable text (for people to find the row), whatever it holds."""
+    try:
+        value = row.get("order_id") if isinstance(row, Mapping) else None
+        return None if value is None else printable(str(value))[:MAX_ORDER_ID_CHARS]
+    except Exception:
+        return None
+
+
+def _shown(exc: BaseException) -> str:
+    text = printable(str(exc))
+    return text if len(text) <= 200 else text[:197] + "..."
