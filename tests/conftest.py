@@ -22,6 +22,8 @@ from datetime import date  # noqa: E402
 
 import pytest  # noqa: E402
 
+from airflow_provider_juspay.client import JuspayClient  # noqa: E402
+from airflow_provider_juspay.config import ClientConfig, RetryPolicy  # noqa: E402
 from airflow_provider_juspay.testing.sandbox import Sandbox  # noqa: E402
 from airflow_provider_juspay.testing.warehouse import seed_warehouse  # noqa: E402
 
@@ -103,6 +105,38 @@ def postgres_warehouse(monkeypatch, sandbox):
     sandbox.orders.update({order_id: "NOT_FOUND" for order_id in seeded.unknown_ids})
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_PG", uri)
     return seeded
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_db(request, tmp_path):
+    """An empty ledger database: SQLite, and PostgreSQL where .ci/run provides one."""
+    if request.param == "sqlite":
+        conn = sqlite3.connect(tmp_path / "ledger.db")
+    else:
+        uri = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
+        if not uri:
+            pytest.skip("no PostgreSQL: set JUSPAY_TEST_POSTGRES_URI (.ci/run does)")
+        import psycopg2
+
+        conn = psycopg2.connect(uri)
+        with conn.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS juspay_fulfilment_ledger")
+        conn.commit()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def ledger_client(sandbox):
+    """A client of the sandbox with two quick attempts."""
+    config = ClientConfig(
+        base_url=sandbox.base_url,
+        merchant_id=MERCHANT_ID,
+        api_key=API_KEY,
+        retry=RetryPolicy(max_attempts=2, initial_wait=0.001, max_wait=0.01),
+    )
+    with JuspayClient(config) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

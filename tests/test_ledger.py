@@ -9,8 +9,6 @@ from functools import partial
 
 import pytest
 
-from airflow_provider_juspay.client import JuspayClient
-from airflow_provider_juspay.config import ClientConfig, RetryPolicy
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.control import RunControl
@@ -19,34 +17,14 @@ from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.conftest import API_KEY, MERCHANT_ID
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        conn = sqlite3.connect(tmp_path / "ledger.db")
-    else:
-        uri = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
-        if not uri:
-            pytest.skip("no PostgreSQL: set JUSPAY_TEST_POSTGRES_URI (.ci/run does)")
-        import psycopg2
-
-        conn = psycopg2.connect(uri)
-        with conn.cursor() as cursor:
-            cursor.execute("DROP TABLE IF EXISTS juspay_fulfilment_ledger")
-        conn.commit()
-    yield conn
-    conn.close()
+@pytest.fixture
+def db(ledger_db):
+    return ledger_db
 
 
 @pytest.fixture
-def client(sandbox):
-    config = ClientConfig(
-        base_url=sandbox.base_url,
-        merchant_id=MERCHANT_ID,
-        api_key=API_KEY,
-        retry=RetryPolicy(max_attempts=2, initial_wait=0.001, max_wait=0.01),
-    )
-    with JuspayClient(config) as c:
-        yield c
+def client(ledger_client):
+    return ledger_client
 
 
 def make_ledger(db, try_number=1):

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import collections
 import random
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -124,6 +125,8 @@ class Sandbox:
         #: (order id, command) -> number of times the command was accepted (more than 1 is a double).
         self.accepted: collections.Counter[tuple[str, str]] = collections.Counter()
         self.status_counts: collections.Counter[int] = collections.Counter()
+        #: Requests that break the documented format (answered 400 INVALID_INPUT): must stay empty.
+        self.format_violations: list[str] = []
         self._script: collections.deque[tuple[str, int | None]] = collections.deque()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -161,6 +164,7 @@ class Sandbox:
         """Forget received requests, accepted commands and scripted faults."""
         with self._lock:
             self.requests.clear()
+            self.format_violations.clear()
             self.accepted.clear()
             self.status_counts.clear()
             self._script.clear()
@@ -176,6 +180,7 @@ class Sandbox:
             "statuses": {str(k): v for k, v in sorted(self.status_counts.items())},
             "accepted": sum(self.accepted.values()),
             "doubles": len(self.doubles()),
+            "format_violations": self.format_violations[-20:],
             "faults": asdict(self.faults),
         }
 
@@ -228,8 +233,14 @@ class Sandbox:
         segments = request.raw_path.split("?", 1)[0].split("/")[1:]
         if segments and segments[0] == "__sandbox":
             return await self._admin(request, segments[1:])
-        order_id = unquote(segments[1], errors="strict") if len(segments) >= 2 else None
-        form = dict(parse_qsl(await request.text(), keep_blank_values=True)) if request.can_read_body else {}
+        try:
+            order_id = unquote(segments[1], errors="strict") if len(segments) >= 2 else None
+            body = await request.text() if request.can_read_body else ""
+            form = dict(parse_qsl(body, keep_blank_values=True, errors="strict"))
+        except UnicodeDecodeError:
+            return self._refuse(request, "the path or the body is not UTF-8")
+        if order_id is not None and (problem := _bad_order_id(order_id)):
+            return self._refuse(request, problem)
         fault = self._next_fault()
         response: web.StreamResponse | None = None
         if self.faults.latency:
@@ -346,9 +357,18 @@ class Sandbox:
             }
         )
 
+    def _refuse(self, request: web.Request, problem: str) -> web.Response:
+        """A request Juspay would refuse as malformed: answered 400 and kept for tests to see."""
+        with self._lock:
+            self.format_violations.append(f"{request.method} {request.raw_path[:200]}: {problem}")
+            self.status_counts[400] += 1
+        return _error(400, "INVALID_INPUT", problem)
+
     def _fulfil(self, request: web.Request, order_id: str, form: dict[str, str]) -> web.Response:
         if not request.content_type.startswith("application/x-www-form-urlencoded"):
             return _error(400, "INVALID_INPUT", "Body must be application/x-www-form-urlencoded")
+        if problem := _bad_fulfilment(form, request.headers.get("x-routing-id")):
+            return self._refuse(request, problem)
         missing = [name for name in ("fulfillment_status", "fulfillment_command") if not form.get(name)]
         if missing:
             return _error(400, "MISSING_MANDATORY_PARAMETER", f"Missing {', '.join(missing)}")
@@ -432,6 +452,37 @@ class Sandbox:
             self.reset()
             return web.json_response(self.state())
         return web.json_response({"error": f"unknown sandbox action {action!r}"}, status=404)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+_COMMAND = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_HEADER = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+def _bad_order_id(order_id: str) -> str | None:
+    """What Juspay (or any server behind a normalising proxy) could not take as one order id."""
+    if not order_id or order_id in (".", ".."):
+        return f"order id {order_id!r} is not an id"
+    if _CONTROL.search(order_id):
+        return "order id holds control characters"
+    return None
+
+
+def _bad_fulfilment(form: dict[str, str], routing_id: str | None) -> str | None:
+    """The documented format of a fulfilment: the provider must never send anything else."""
+    when = form.get("fulfillment_time")
+    if when is not None and not _TIME.fullmatch(when):
+        return f"fulfillment_time {when[:40]!r} is not YYYY-MM-DDTHH:MM:SS"
+    command = form.get("fulfillment_command")
+    if command and not _COMMAND.fullmatch(command):
+        return f"fulfillment_command {command[:40]!r} is not a command name"
+    for name in ("fulfillment_data", "split_settlement_details", "product_details"):
+        if len(form.get(name, "")) > 10_000:
+            return f"{name} is over 10,000 characters"
+    if routing_id is not None and not _HEADER.fullmatch(routing_id):
+        return "x-routing-id is not printable ASCII of 1-255 characters"
+    return None
 
 
 async def _cancel_pending() -> None:
