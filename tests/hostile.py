@@ -88,13 +88,24 @@ rows = st.lists(st.one_of(valid_rows, row_values, row_values, _anything), min_si
 # -- seeded: JSON-representable junk, for XCom, JSON text and warehouse columns -------------------------
 
 
-def json_junk_rows(n: int, seed: int) -> list[Any]:
-    """``n`` rows (mostly mappings) of JSON values, a third of them valid; deterministic for a seed."""
+def json_junk_rows(n: int, seed: int, *, xcom_safe: bool = False) -> list[Any]:
+    """``n`` rows (mostly mappings) of JSON values, a third of them valid; deterministic for a seed.
+
+    :param xcom_safe: leave out NaN, infinities and lone surrogates, which Python's JSON reads but
+        Airflow's XCom refuses to store (so an upstream task could not return them).
+    """
     rng = random.Random(seed)
+    floats = [0.5, -1e308, 1e308] + ([] if xcom_safe else [float("nan"), float("inf")])
+    surrogates = not xcom_safe
 
     def text() -> str:
         alphabet = [chr(rng.randrange(0, 0x110000)) for _ in range(8)] + list("abc ./%\x00\x85\ud800")
-        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        drawn = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30)))
+        return drawn if surrogates else drawn.encode("utf-8", "replace").decode("utf-8")
+
+    def hostile() -> str:
+        drawn = rng.choice(HOSTILE_IDS + STATUSES + COMMANDS)
+        return drawn if surrogates else drawn.encode("utf-8", "replace").decode("utf-8")
 
     def value(depth: int = 0) -> Any:
         kind = rng.randrange(10 if depth < 2 else 7)
@@ -102,9 +113,9 @@ def json_junk_rows(n: int, seed: int) -> list[Any]:
             lambda: None,
             lambda: rng.choice([True, False]),
             lambda: rng.randrange(-(10**20), 10**20),
-            lambda: rng.choice([0.5, -1e308, 1e308, float("nan"), float("inf")]),
+            lambda: rng.choice(floats),
             text,
-            lambda: rng.choice(HOSTILE_IDS + STATUSES + COMMANDS),
+            hostile,
             lambda: rng.choice(["2026-11-26T18:30:00+05:30", "0001-01-01T00:00:00+01:00", "x" * 20_000]),
             lambda: [value(depth + 1) for _ in range(rng.randrange(3))],
             lambda: {text(): value(depth + 1) for _ in range(rng.randrange(3))},
