@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from airflow_provider_juspay.errors import ConfigError
-from airflow_provider_juspay.fulfilment import DEFAULT_TIMEZONE
+from airflow_provider_juspay.fulfilment import COMMAND_NAME, DEFAULT_TIMEZONE
 
 __all__ = [
     "BASE_URLS",
@@ -105,7 +105,7 @@ class ClientConfig:
                 "merchant id must be 1-128 printable ASCII characters without spaces "
                 "(it travels as the x-merchantid header and is part of every ledger key)"
             )
-        bad = [c for c in self.extra_commands if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", c)]
+        bad = [c for c in self.extra_commands if not COMMAND_NAME.fullmatch(c)]
         if bad:
             raise ConfigError(f"extra_commands must be names like SHIP_NOTICE (A-Z, 0-9, _), got {bad!r}")
         if not self.api_key:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from airflow_provider_juspay.errors import RecordError
 
 __all__ = [
+    "COMMAND_NAME",
     "DEFAULT_TIMEZONE",
     "KNOWN_COMMANDS",
     "MAX_DATA_CHARS",
@@ -55,7 +56,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: A header value we send: printable ASCII only.
 _HEADER_TEXT = re.compile("[\x20-\x7e]+")
-_COMMAND_NAME = re.compile("[A-Z][A-Z0-9_]*")
+#: A command's name: what ``extra_commands`` may enable.
+COMMAND_NAME = re.compile(f"[A-Z][A-Z0-9_]{{0,{MAX_COMMAND_CHARS - 1}}}")
 
 #: Wire format of ``fulfillment_time``: ISO-8601, seconds, no zone, as in Juspay's example.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -210,7 +212,7 @@ class FulfilmentRecord:
         command = _enum_text(command_raw)
         if command is None:
             raise check("fulfillment_command", command_raw, "is required (text)")
-        allowed = KNOWN_COMMANDS | {c for c in extra if c and _COMMAND_NAME.fullmatch(c)}
+        allowed = KNOWN_COMMANDS | {c for c in extra if c and COMMAND_NAME.fullmatch(c)}
         if command not in allowed:
             raise check(
                 "fulfillment_command",

@@ -54,3 +54,27 @@ def test_a_timeout_is_always_set():
 def test_retry_policy_needs_one_attempt():
     with pytest.raises(ConfigError):
         RetryPolicy(max_attempts=0)
+
+
+@pytest.mark.parametrize("merchant_id", ["m 1", "m\r\nx", "mérchant", "m" * 129])
+def test_merchant_id_must_be_a_header_value_and_fit_the_ledger(merchant_id):
+    with pytest.raises(ConfigError, match="merchant id"):
+        ClientConfig(base_url="https://api.juspay.in", merchant_id=merchant_id, api_key="k")
+
+
+def test_extra_commands_must_be_command_names():
+    with pytest.raises(ConfigError, match="extra_commands"):
+        ClientConfig(
+            base_url="https://api.juspay.in", merchant_id="m", api_key="k", extra_commands=("SHIP IT",)
+        )
+    ok = ClientConfig(
+        base_url="https://api.juspay.in", merchant_id="m", api_key="k", extra_commands=("SHIP_IT",)
+    )
+    assert ok.extra_commands == ("SHIP_IT",)
+
+
+def test_deadline_and_answer_cap_are_checked():
+    with pytest.raises(ConfigError, match="deadline"):
+        Timeouts(deadline=0)
+    with pytest.raises(ConfigError, match="max_answer_bytes"):
+        ClientConfig(base_url="https://api.juspay.in", merchant_id="m", api_key="k", max_answer_bytes=10)
