@@ -148,6 +148,7 @@ def test_sigterm_stops_the_run_within_seconds_writes_every_outcome_and_the_rerun
         time.sleep(0.5)  # until the sandbox sees no new request for half a second
     quiet_after = time.monotonic() - signalled
     output, _ = victim.communicate(timeout=60)
+    print(f"SIGTERM: the sandbox heard its last request {quiet_after:.1f}s after the signal")  # pytest -s
     assert quiet_after < 3, f"requests kept leaving for {quiet_after:.1f}s after SIGTERM"
     assert "CANCELLED" in output and "STOPPED EARLY" in output, output[-3000:]
     states = ledger_states(lambda: sqlite3.connect(path, timeout=10))
