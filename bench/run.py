@@ -6,13 +6,13 @@ import argparse
 import os
 import time
 
-from bench import cpu, ledger_overhead, memory, throughput
+from bench import cpu, ledger_overhead, memory, outage, throughput
 from bench.support import machine
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cases", default="throughput,cpu,memory,ledger")
+    parser.add_argument("--cases", default="throughput,cpu,memory,ledger,outage")
     parser.add_argument("--n", type=int, default=4000, help="records per bulk run (cases 1, 4)")
     parser.add_argument("--cpu-n", type=int, default=4000, help="records per client in case 2")
     parser.add_argument("--latency-ms", type=float, default=20.0)
@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mapped", default="5,25", help="two task counts for the mapped HttpOperator slope")
     parser.add_argument("--sweep", default="32,64,128", help="max_concurrency values to try")
     parser.add_argument("--memory-sizes", default="10000,100000,1000000")
+    parser.add_argument(
+        "--outage-sizes", default="500,20000", help="rows of the runs with a breaker (case 5)"
+    )
+    parser.add_argument(
+        "--grinding-n", type=int, default=64, help="rows of the run without a breaker (case 5)"
+    )
     parser.add_argument(
         "--postgres-uri",
         default=os.environ.get("JUSPAY_BENCH_POSTGRES_URI"),
@@ -31,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.n, args.cpu_n, args.naive_n, args.mapped, args.sweep = 60, 60, 5, "1,2", "32"
         args.memory_sizes = "200,400"
+        args.outage_sizes, args.grinding_n = "100", 4
     cases = set(args.cases.split(","))
     started = time.monotonic()
     print(f"Machine: {machine()}")
@@ -45,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         print(memory.run(sizes, args.postgres_uri), flush=True)
     if "ledger" in cases:
         print(ledger_overhead.run(args.n), flush=True)
+    if "outage" in cases:
+        sizes = tuple(int(x) for x in args.outage_sizes.split(","))
+        print(outage.run(sizes, args.grinding_n), flush=True)
     print(f"\nbench finished in {time.monotonic() - started:.0f}s")
 
 

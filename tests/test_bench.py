@@ -25,7 +25,7 @@ def test_every_benchmark_case_runs_at_tiny_sizes():
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for title in ("1. Throughput", "2. Client CPU", "3. Peak RSS", "4. Ledger overhead"):
+    for title in ("1. Throughput", "2. Client CPU", "3. Peak RSS", "4. Ledger overhead", "5. A full outage"):
         assert title in out
     assert "HttpOperator mapped" in out and "http.client keep-alive loop" in out
     assert "Machine: " in out and "cores" in out
