@@ -90,7 +90,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Juspay", "python-modules": ["airflow_provider_juspay.operators.fulfilment"]}
         ],
         "sensors": [
-            {"integration-name": "Juspay", "python-modules": ["airflow_provider_juspay.sensors.fulfilment"]}
+            {
+                "integration-name": "Juspay",
+                "python-modules": [
+                    "airflow_provider_juspay.sensors.fulfilment",
+                    "airflow_provider_juspay.sensors.order_status",
+                ],
+            }
         ],
         "triggers": [
             {

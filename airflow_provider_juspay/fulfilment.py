@@ -29,6 +29,7 @@ __all__ = [
     "FulfilmentRecord",
     "FulfilmentResult",
     "FulfilmentStatus",
+    "Item",
     "Outcome",
     "printable",
 ]
@@ -420,3 +421,7 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"timezone {name!r} is not a known IANA zone") from None
+
+
+#: What flows through the pipeline: a record to send, or a result already final (invalid, skipped).
+Item = FulfilmentRecord | FulfilmentResult

@@ -7,7 +7,7 @@ import tempfile
 from contextlib import closing
 from pathlib import Path
 
-from airflow_provider_juspay.ledger import Ledger
+from airflow_provider_juspay.sync.ledger import Ledger
 from bench.support import MERCHANT_ID, push_records, sandbox, table
 
 CONCURRENCY = 32

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from airflow_provider_juspay.fulfilment import RECORD_FIELDS, FulfilmentRecord
-from airflow_provider_juspay.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.conftest import MERCHANT_ID
 from tests.hostile import rows

@@ -10,9 +10,9 @@ from functools import partial
 import pytest
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
-from airflow_provider_juspay.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.conftest import API_KEY, MERCHANT_ID
 

@@ -9,18 +9,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
-from airflow.providers.common.compat.sdk import AirflowException
 from airflow.sdk import BaseOperator
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.hooks.juspay import JuspayHook
-from airflow_provider_juspay.ledger import DEFAULT_LEASE_S, DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
+from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.control import RunControl
+from airflow_provider_juspay.sync.ledger import DEFAULT_LEASE_S, DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
 from airflow_provider_juspay.sync.pacer import Pacer
 
 if TYPE_CHECKING:
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk import Context
 
 
@@ -127,17 +126,3 @@ class FulfilmentOperatorBase(BaseOperator):
         finally:
             with contextlib.suppress(Exception):  # a connection that already failed must not mask why
                 connection.close()
-
-
-def db_api_hook(conn_id: str) -> DbApiHook:
-    """The hook of a SQL connection; anything but a ``DbApiHook`` is refused by name."""
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-    from airflow.sdk import BaseHook
-
-    hook = BaseHook.get_connection(conn_id).get_hook()
-    if not isinstance(hook, DbApiHook):
-        raise AirflowException(
-            f"connection {conn_id!r} gives a {type(hook).__name__}, not a DbApiHook: "
-            "it must name a SQL database"
-        )
-    return hook

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
-from airflow_provider_juspay.ledger import CHANGED_AFTER_DELIVERY
-from airflow_provider_juspay.operators._base import FulfilmentOperatorBase, db_api_hook
+from airflow_provider_juspay.hooks.sql import db_api_hook
+from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
 from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, UNEXPECTED_RESPONSES
 from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
+from airflow_provider_juspay.sync.ledger import CHANGED_AFTER_DELIVERY
 from airflow_provider_juspay.sync.report import (
     DEFAULT_MAX_FAILURES_LISTED,
     ReportBuilder,

@@ -12,17 +12,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from airflow_provider_juspay.errors import AuthError, RunStopped
-from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
+from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Item, Outcome
 from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 
-__all__ = ["DEFAULT_MAX_CONCURRENCY", "Dispatcher", "Item", "not_attempted"]
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "Dispatcher", "not_attempted"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENCY = 16
-
-#: What flows into the dispatcher: a record to send, or a result already final (invalid, skipped).
-Item = FulfilmentRecord | FulfilmentResult
 
 
 class Dispatcher:

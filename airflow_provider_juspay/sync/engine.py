@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult
-from airflow_provider_juspay.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.control import RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY, Dispatcher, not_attempted
+from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.records import validate_rows
 from airflow_provider_juspay.sync.report import ReportBuilder
 

@@ -10,10 +10,10 @@ from airflow_provider_juspay.fulfilment import (
     MAX_ORDER_ID_CHARS,
     FulfilmentRecord,
     FulfilmentResult,
+    Item,
     Outcome,
     printable,
 )
-from airflow_provider_juspay.sync.dispatcher import Item
 
 __all__ = ["validate_rows"]
 

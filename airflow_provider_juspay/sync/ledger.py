@@ -29,8 +29,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome
-from airflow_provider_juspay.sync.dispatcher import Item
+from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Item, Outcome
 
 __all__ = [
     "DEFAULT_LEASE_S",

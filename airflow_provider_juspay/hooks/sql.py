@@ -1,0 +1,27 @@
+"""The hook of any SQL connection, for the warehouse a bulk push reads and the ledger it writes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+# Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
+from airflow.providers.common.compat.sdk import AirflowException
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+__all__ = ["db_api_hook"]
+
+
+def db_api_hook(conn_id: str) -> DbApiHook:
+    """The hook of a SQL connection; anything but a ``DbApiHook`` is refused by name."""
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    from airflow.sdk import BaseHook
+
+    hook = BaseHook.get_connection(conn_id).get_hook()
+    if not isinstance(hook, DbApiHook):
+        raise AirflowException(
+            f"connection {conn_id!r} gives a {type(hook).__name__}, not a DbApiHook: "
+            "it must name a SQL database"
+        )
+    return hook
