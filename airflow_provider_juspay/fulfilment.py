@@ -121,13 +121,9 @@ class Outcome(str, Enum):
 
     @property
     def is_failure(self) -> bool:
-        """True for the outcomes that mean Juspay did not get the fulfilment."""
+        """Juspay does not hold the fulfilment: refused, failed, invalid or not sent. A run's report
+        judges it (``sync.report.counts_as_failure``: a dry run's not_attempted rows are not failures)."""
         return self in _FAILURES
-
-    @property
-    def is_undelivered(self) -> bool:
-        """True when Juspay does not hold the fulfilment and it must be looked at or sent again."""
-        return self.is_failure or self is Outcome.NOT_ATTEMPTED
 
     @property
     def is_delivered(self) -> bool:
@@ -135,7 +131,7 @@ class Outcome(str, Enum):
         return self in (Outcome.SENT, Outcome.ALREADY_FULFILLED)
 
 
-_FAILURES = frozenset({Outcome.REJECTED, Outcome.FAILED, Outcome.INVALID})
+_FAILURES = frozenset({Outcome.REJECTED, Outcome.FAILED, Outcome.INVALID, Outcome.NOT_ATTEMPTED})
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def main() -> None:
             send=lambda record: c.fulfil(record, control=control),
             control=control,
             max_concurrency=32,
-        ).report
+        ).report.to_dict()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"rows": report["total"], "sent": report["counts"]["sent"], "peak_rss_kb": peak_kb,
                       "seconds": time.perf_counter() - started}))  # fmt: skip

@@ -33,7 +33,7 @@ def juspay_nightly_sync():
         # The ledger makes reruns and backfills safe: delivered keys are skipped, failed ones resent.
         ledger_conn_id="warehouse",
         max_concurrency=32,
-        max_failed_ratio=0.2,  # fail loudly when a fifth of the day could not be delivered
+        max_failure_ratio=0.2,  # fail loudly when a fifth of the day could not be delivered
     )
     # A visible, actionable result: passes when under 5% of the day failed, else lists the orders.
     check = FulfilmentFailureSensor(

@@ -42,7 +42,7 @@ def juspay_retry_failed():
         ledger_conn_id="warehouse",
         max_concurrency=8,
         # Orders still unpaid are refused again; that alone must not fail the push: the check below judges.
-        max_failed_ratio=1.0,
+        max_failure_ratio=1.0,
     )
     still_failing = FulfilmentFailureSensor(
         task_id="still_failing",

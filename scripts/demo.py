@@ -20,7 +20,7 @@ from contextlib import closing
 from datetime import date, timedelta
 from pathlib import Path
 
-from airflow_provider_juspay.sync.report import format_report
+from airflow_provider_juspay.sync.report import RunReport
 from airflow_provider_juspay.testing.warehouse import seed_warehouse
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def airflow_dags_test(env: dict, dag_id: str, logical_date: str, log_name: str) 
 
 def show(home: Path, dag_id: str, task_id: str, code: int, elapsed: float) -> None:
     report = task_report(home, dag_id, task_id)
-    print(format_report(report) if report else "No report was pushed; see the log.")
+    print(RunReport.from_dict(report).format() if report else "No report was pushed; see the log.")
     print(f"DAG run {'succeeded' if code == 0 else 'FAILED'} in {elapsed:.1f}s (with Airflow start-up).")
 
 

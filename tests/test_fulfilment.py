@@ -283,7 +283,7 @@ def test_result_to_dict_is_json_friendly():
     assert result.to_dict()["outcome"] == "rejected"
     assert Outcome.REJECTED.is_failure and not Outcome.SENT.is_failure
     assert Outcome.ALREADY_FULFILLED.is_delivered and not Outcome.SKIPPED.is_delivered
-    assert {o for o in Outcome if o.is_undelivered} == {
+    assert {o for o in Outcome if o.is_failure} == {
         Outcome.REJECTED,
         Outcome.FAILED,
         Outcome.INVALID,

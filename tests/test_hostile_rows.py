@@ -71,7 +71,7 @@ def test_any_rows_end_in_one_outcome_each(batch, with_ledger, ledger_db, ledger_
         max_concurrency=8,
         ledger=ledger,
         control=control,
-    ).report
+    ).report.to_dict()
     check_run(batch, report, sandbox)
     assert report["counts"]["failed"] == report["counts"]["rejected"] == 0
     if ledger is not None:
@@ -92,7 +92,7 @@ def test_hostile_order_ids_arrive_as_one_segment_or_are_invalid(ledger_client, s
         make_record=FulfilmentRecord.from_mapping,
         send=partial(ledger_client.fulfil, control=control),
         control=control,
-    ).report
+    ).report.to_dict()
     assert report["counts"]["sent"] == len(hostile) and report["counts"]["invalid"] == len(refused)
     assert {order_id for order_id, _ in sandbox.accepted} == set(hostile), "each arrived as itself"
     assert all(r.raw_path.count("/") == 3 for r in sandbox.requests), "one path segment each"

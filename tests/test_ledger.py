@@ -57,7 +57,7 @@ def run(client, ledger, source, on_change="send", concurrency=4):
         max_concurrency=concurrency,
         ledger=ledger,
         on_change=on_change,
-    ).report
+    ).report.to_dict()
 
 
 def test_rerun_sends_nothing_twice(db, client, sandbox):
@@ -160,9 +160,9 @@ def test_summary_counts_failures_for_a_run(db, client, sandbox):
     sandbox.orders.update({"L-1": "NEW"})
     run(client, make_ledger(db), rows(4))
     summary = make_ledger(db).summary(run_id="run-1")
-    assert summary["total"] == 4 and summary["failed"] == 1
-    assert summary["errors"] == {"RESOURCE_NOT_FOUND": 1}
-    assert summary["failures"][0]["order_id"] == "L-1"
+    assert summary.total == 4 and summary.failure_count == 1
+    assert summary.errors == {"RESOURCE_NOT_FOUND": 1}
+    assert summary.failures[0]["order_id"] == "L-1"
 
 
 def test_table_name_is_checked():
@@ -201,7 +201,7 @@ def run_controlled(client, ledger, source):
         max_concurrency=8,
         ledger=ledger,
         control=control,
-    ).report
+    ).report.to_dict()
 
 
 def test_a_warehouse_failing_mid_run_raises_its_own_error_and_the_next_try_delivers_all(db, client, sandbox):

@@ -9,12 +9,13 @@ Optional extras and their defaults: ``connect_timeout`` 10 s, ``read_timeout`` 3
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import mask_secret
+from airflow.providers.common.compat.sdk import AirflowFailException, mask_secret
 from airflow.sdk import BaseHook
 
 from airflow_provider_juspay import CONN_FIELDS, UI_FIELD_BEHAVIOUR
@@ -38,7 +39,7 @@ from airflow_provider_juspay.fulfilment import DEFAULT_TIMEZONE, FulfilmentRecor
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["JuspayHook", "client_config_from_connection"]
+__all__ = ["JuspayHook", "client_config_from_connection", "fail_without_retry_on_config_error"]
 
 
 class JuspayHook(BaseHook):
@@ -156,6 +157,15 @@ class JuspayHook(BaseHook):
         """Close the client's connections, if it was ever built."""
         if "client" in self.__dict__:
             self.client.close()
+
+
+@contextmanager
+def fail_without_retry_on_config_error(conn_id: str) -> Iterator[None]:
+    """A connection that cannot work fails the task without Airflow retries, as a refused key does."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise AirflowFailException(f"connection {conn_id!r} cannot be used: {exc}") from exc
 
 
 def client_config_from_connection(conn: Connection) -> ClientConfig:

@@ -11,21 +11,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
+from airflow_provider_juspay.hooks.juspay import fail_without_retry_on_config_error
 from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
+from airflow_provider_juspay.operators._deprecations import warn_renamed
 from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, UNEXPECTED_RESPONSES
 from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
-from airflow_provider_juspay.sync.ledger import CHANGED_AFTER_DELIVERY
-from airflow_provider_juspay.sync.report import (
-    DEFAULT_MAX_FAILURES_LISTED,
-    ReportBuilder,
-    failed_ratio,
-    format_report,
-    nothing_done_reason,
-    undone_reason,
-)
+from airflow_provider_juspay.sync.report import DEFAULT_MAX_FAILURES_LISTED, ReportBuilder
 from airflow_provider_juspay.sync.sources import DEFAULT_FETCH_SIZE, stream_query, unmapped_columns
 
 if TYPE_CHECKING:
@@ -93,6 +87,10 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         self.fail_on_error = fail_on_error
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
+        with fail_without_retry_on_config_error(self.juspay_conn_id):
+            return self._execute(context)
+
+    def _execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         single = self.records is None
         rows = [self._single_row()] if single else _as_rows(self.records)
         if len(rows) > SHORT_LIST:
@@ -138,7 +136,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
     def _raise_on_failures(
         self, results: list[FulfilmentResult], context: Context, payload: list[dict[str, Any]]
     ) -> None:
-        failures = [r for r in results if r.outcome.is_undelivered]
+        failures = [r for r in results if r.outcome.is_failure]
         if not failures or not self.fail_on_error:
             return
         context["ti"].xcom_push(key="results", value=payload)
@@ -195,26 +193,37 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     ``fetch_size`` rows at a time. Column names are record fields, renamed by ``column_map``; other
     columns are named once in the log and not sent.
 
-    Returns (XCom) the report: ``total``, ``counts`` by outcome (summing to total), ``errors`` by
-    code, the first ``failures``, ``duration_s``, ``records_per_s``, ``dry_run``, ``retries`` by
-    cause and ``stopped`` (why the run stopped early, or null). The task fails, after logging the
-    report and pushing it to XCom under ``report``, when any row is not delivered for a transient
-    reason (``failed``; ``not_attempted`` because Juspay refused the key, the circuit breaker opened
-    or the task was stopped), when the share of rejected, failed and invalid rows exceeds
-    ``max_failed_ratio``, or, with no ``max_failed_ratio``, when Juspay refused every row it was sent
-    and holds none of the others, or every row was invalid. Rows another
+    Returns (XCom) the report (``RunReport.to_dict()``): ``total``, ``counts`` by outcome (summing to
+    total), ``errors`` by code, the first ``failures``, ``duration_s``, ``records_per_s``, ``dry_run``,
+    ``retries`` by cause, ``stopped`` (why the run stopped early, or null), ``failure_count`` and
+    ``failure_ratio``. The task fails, after logging the report and pushing it to XCom under
+    ``report``, by ``RunReport.verdict``: when any row is ``failed`` or ``not_attempted`` (whatever the
+    limits: an Airflow retry would deliver them), when failures (rejected, failed, invalid, not
+    attempted) exceed ``max_failures`` or ``max_failure_ratio``, or, with neither limit, when Juspay
+    refused every row it was sent and holds none of the others, or every row was invalid. Rows another
     live run holds (``held_elsewhere``) are that run's to deliver, not failures.
 
-    :param sql: a query, or a path ending in ``.sql`` rendered as a template.
-    :param parameters: bind parameters for ``sql`` in the driver's style.
+    :param records: a list of mappings, or its JSON text, e.g. an upstream task's XCom (templated).
+    :param sql: a query, or a path ending in ``.sql`` rendered as a template (templated).
+    :param sql_conn_id: the warehouse: any connection whose hook is a ``DbApiHook`` (templated).
+    :param parameters: bind parameters for ``sql`` in the driver's style (templated).
     :param max_concurrency: requests in flight at once (default 16).
     :param rate_limit: requests per second over all workers (default: no cap); a 429 pauses all.
+    :param fetch_size: rows read per ``fetchmany`` (default 1000); PostgreSQL streams server-side.
     :param dry_run: validate and report, send nothing and write no ledger (valid rows count
         ``not_attempted``; with a ledger, delivered keys count ``skipped`` as in a real run).
-    :param max_failed_ratio: fail the task above this share of failures (default: never).
-
-    ``juspay_conn_id``, ``column_map``, ``defaults``, ``ledger_conn_id``, ``ledger_table`` and
-    ``on_change`` are as for every fulfilment operator (see ``FulfilmentOperatorBase``).
+    :param max_failures: failures allowed (a count; default: no count limit).
+    :param max_failure_ratio: share of failures allowed, 0 to 1 (default: no share limit).
+    :param max_failures_listed: failures listed in the report (all are counted), default 100.
+    :param max_failed_ratio: deprecated name of ``max_failure_ratio``.
+    :param juspay_conn_id: the ``juspay`` connection, default ``juspay_default`` (templated).
+    :param column_map: ``{"source_column": "field"}`` renames.
+    :param defaults: values for fields a row lacks (templated).
+    :param ledger_conn_id: a SQL connection holding the delivery ledger (templated); reruns are safe.
+    :param ledger_table: the ledger's table, created when missing.
+    :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
+    :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 900).
+    :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
     """
 
     template_fields: Sequence[str] = (
@@ -242,8 +251,10 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         rate_limit: float | None = None,
         fetch_size: int = DEFAULT_FETCH_SIZE,
         dry_run: bool = False,
-        max_failed_ratio: float | None = None,
+        max_failures: int | None = None,
+        max_failure_ratio: float | None = None,
         max_failures_listed: int = DEFAULT_MAX_FAILURES_LISTED,
+        max_failed_ratio: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -253,8 +264,11 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             raise ValueError("sql needs sql_conn_id, the warehouse connection to run it on")
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if max_failed_ratio is not None and not 0 <= max_failed_ratio <= 1:
-            raise ValueError(f"max_failed_ratio must be between 0 and 1, got {max_failed_ratio}")
+        if max_failed_ratio is not None:
+            warn_renamed("max_failed_ratio", "max_failure_ratio")
+            max_failure_ratio = max_failed_ratio
+        if max_failure_ratio is not None and not 0 <= max_failure_ratio <= 1:
+            raise ValueError(f"max_failure_ratio must be between 0 and 1, got {max_failure_ratio}")
         self.records = records
         self.sql = sql
         self.sql_conn_id = sql_conn_id
@@ -263,13 +277,18 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         self.rate_limit = rate_limit
         self.fetch_size = fetch_size
         self.dry_run = dry_run
-        self.max_failed_ratio = max_failed_ratio
+        self.max_failures = max_failures
+        self.max_failure_ratio = max_failure_ratio
         self.max_failures_listed = max_failures_listed
 
     def hook_pool_size(self) -> int | None:
         return self.max_concurrency
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with fail_without_retry_on_config_error(self.juspay_conn_id):
+            return self._execute(context)
+
+    def _execute(self, context: Context) -> dict[str, Any]:
         report = ReportBuilder(
             total=self._known_total(),
             dry_run=self.dry_run,
@@ -306,37 +325,18 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                     )
         finally:
             self.hook.close()
-        self.log.info("%s", format_report(outcome.report))
-        self._raise_on_failures(outcome.report, outcome.stop, context)
-        return outcome.report
-
-    def _raise_on_failures(self, report: dict[str, Any], stop: Stop | None, context: Context) -> None:
-        """Fail the task, after pushing the report under ``report``, when the run cannot be called done."""
-        problem: Exception | None = None
-        ratio = failed_ratio(report)
-        undone = undone_reason(report)
-        if undone is None and self.max_failed_ratio is None:
-            undone = nothing_done_reason(report)
-        if stop is not None:
-            problem = _stop_error(stop, self.juspay_conn_id, report["counts"]["not_attempted"])
-        elif report["errors"].get(CHANGED_AFTER_DELIVERY):
-            problem = AirflowException(
-                f"{report['errors'][CHANGED_AFTER_DELIVERY]} delivered fulfilments changed since "
-                "(on_change='fail'); see the report's failures"
-            )
-        elif undone is not None:
-            problem = AirflowException(
-                f"{undone}; an Airflow retry (or the next run, with a ledger) sends only what was not "
-                f"delivered. By error code: {report['errors']}"
-            )
-        elif self.max_failed_ratio is not None and ratio > self.max_failed_ratio:
-            problem = AirflowException(
-                f"{ratio:.1%} of {report['total']} records were rejected, failed or invalid, "
-                f"over max_failed_ratio {self.max_failed_ratio:.1%}: {report['errors']}"
-            )
+        report = outcome.report
+        self.log.info("%s", report.format())
+        problem = report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
         if problem is not None:
-            context["ti"].xcom_push(key="report", value=report)
-            raise problem
+            context["ti"].xcom_push(key="report", value=report.to_dict())
+            if outcome.stop is not None:
+                raise _stop_error(outcome.stop, self.juspay_conn_id, report.counts["not_attempted"])
+            raise AirflowException(
+                f"{problem}; an Airflow retry (or the next run, with a ledger) sends only what was not "
+                f"delivered. By error code: {report.errors}"
+            )
+        return report.to_dict()
 
     def _known_total(self) -> int | None:
         """Rows to expect (for the ETA): the parsed records, never the length of their JSON text."""

@@ -11,14 +11,14 @@ from airflow.providers.common.compat.sdk import (
 )
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_juspay.fulfilment import Outcome
-from airflow_provider_juspay.hooks.juspay import JuspayHook
+from airflow_provider_juspay.hooks.juspay import JuspayHook, fail_without_retry_on_config_error
 from airflow_provider_juspay.hooks.sql import db_api_hook
+from airflow_provider_juspay.operators._deprecations import warn_renamed
 
 # Users import OrderStatusSensor from here too (the first releases kept both sensors in this module).
 from airflow_provider_juspay.sensors.order_status import OrderStatusSensor
 from airflow_provider_juspay.sync.ledger import DEFAULT_TABLE, Ledger
-from airflow_provider_juspay.sync.report import undone_reason
+from airflow_provider_juspay.sync.report import RunReport
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -29,18 +29,29 @@ __all__ = ["FulfilmentFailureSensor", "OrderStatusSensor"]
 class FulfilmentFailureSensor(BaseSensorOperator):
     """Wait for a sync to finish, then pass if its failures are within limits, else fail with the list.
 
-    Reads the report of ``sync_task_id`` (a ``BulkFulfilmentOperator`` in the same DAG run; set this
-    sensor's ``trigger_rule="all_done"`` to check failed syncs too), or, with ``ledger_conn_id``, the
-    ledger rows of ``run_id`` or of the window ``[since, until)`` (ISO UTC times), e.g. from a
-    separate monitoring DAG. It keeps waiting while the sync has not reported (or, in the ledger,
-    while keys are in flight).
+    Reads the report of ``sync_task_id`` (a ``BulkFulfilmentOperator`` in the same DAG run, mapped or not:
+    shards' reports are added up; set this sensor's ``trigger_rule="all_done"`` to check failed syncs
+    too), or, with ``ledger_conn_id``, the ledger rows of ``run_id`` or of the window ``[since, until)``
+    (ISO UTC times), e.g. from a separate monitoring DAG. It keeps waiting while the sync has not
+    reported (or, in the ledger, while keys are in flight in a live run).
 
-    On success and on failure it pushes ``failures`` to XCom: counts by outcome and error code and
-    the failed order ids with messages (at most ``max_listed``), for a notifier to send.
+    It judges with the rule every task keeps (``RunReport.verdict``): rows ``failed`` or
+    ``not_attempted`` fail it whatever the limits; otherwise the failures (rejected, failed, invalid,
+    not attempted) must be within ``max_failures`` and ``max_failure_ratio``. On success and on failure
+    it pushes the report to XCom under ``failures`` (at most ``max_failures_listed`` failures listed),
+    for a notifier to send.
 
-    :param max_failures: failures (rejected, failed, invalid, not attempted) allowed.
-    :param max_failure_ratio: share of failures allowed. Each limit given is checked; with neither,
-        no failure is allowed.
+    :param sync_task_id: the push task whose report is read (templated).
+    :param ledger_conn_id: or a SQL connection holding the ledger (templated).
+    :param ledger_table: the ledger's table, default ``juspay_fulfilment_ledger``.
+    :param run_id: with a ledger: the Airflow run id whose keys are judged (templated).
+    :param since: with a ledger: the window's start, ISO UTC (templated).
+    :param until: with a ledger: the window's end, ISO UTC, exclusive (templated).
+    :param juspay_conn_id: the ``juspay`` connection, for its merchant id (templated).
+    :param max_failures: failures allowed (a count). With neither limit, none is allowed.
+    :param max_failure_ratio: share of failures allowed (0 to 1).
+    :param max_failures_listed: failures listed in the message and the XCom value, default 20.
+    :param max_listed: deprecated name of ``max_failures_listed``.
     """
 
     template_fields: Sequence[str] = (
@@ -65,7 +76,8 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         since: str | None = None,
         until: str | None = None,
         juspay_conn_id: str = JuspayHook.default_conn_name,
-        max_listed: int = 20,
+        max_failures_listed: int = 20,
+        max_listed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,8 +87,11 @@ class FulfilmentFailureSensor(BaseSensorOperator):
             )
         if ledger_conn_id is not None and run_id is None and since is None:
             raise ValueError("with ledger_conn_id, give run_id or a time window (since, until)")
+        if max_listed is not None:
+            warn_renamed("max_listed", "max_failures_listed")
+            max_failures_listed = max_listed
         self.sync_task_id = sync_task_id
-        self.max_failures = 0 if max_failures is None and max_failure_ratio is None else max_failures
+        self.max_failures = max_failures
         self.max_failure_ratio = max_failure_ratio
         self.ledger_conn_id = ledger_conn_id
         self.ledger_table = ledger_table
@@ -84,107 +99,50 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         self.since = since
         self.until = until
         self.juspay_conn_id = juspay_conn_id
-        self.max_listed = max_listed
+        self.max_failures_listed = max_failures_listed
 
     def poke(self, context: Context) -> bool:
-        summary = self._summary_from_ledger() if self.ledger_conn_id else self._summary_from_report(context)
-        if summary is None:
+        with fail_without_retry_on_config_error(self.juspay_conn_id):
+            return self._poke(context)
+
+    def _poke(self, context: Context) -> bool:
+        report = self._report_from_ledger() if self.ledger_conn_id else self._report_of_the_sync(context)
+        if report is None:
             self.log.info("The sync has not finished yet")
             return False
-        summary["failures"] = summary["failures"][: self.max_listed]
-        context["ti"].xcom_push(key="failures", value=summary)
-        if summary["undone"]:
-            # The rule every task that judges a run keeps: undelivered rows fail it, whatever the limits.
-            raise AirflowFailException(
-                "; ".join(summary["undone"])
-                + "\n"
-                + _failure_message(summary, self.max_failures, self.max_failure_ratio)
+        report.failures = report.failures[: self.max_failures_listed]
+        context["ti"].xcom_push(key="failures", value=report.to_dict())
+        # With neither limit, the sensor allows no failure at all (not the bulk task's "did nothing").
+        limit = 0 if self.max_failures is None and self.max_failure_ratio is None else self.max_failures
+        problem = report.verdict(max_failures=limit, max_failure_ratio=self.max_failure_ratio)
+        if problem is None:
+            self.log.info(
+                "%d of %d fulfilments not delivered: within the limits", report.failure_count, report.total
             )
-        failed, total = summary["failed"], summary["total"]
-        ratio = failed / total if total else 0.0
-        within = (self.max_failures is None or failed <= self.max_failures) and (
-            self.max_failure_ratio is None or ratio <= self.max_failure_ratio
-        )
-        if within:
-            self.log.info("%d of %d fulfilments not delivered: within the limits", failed, total)
             return True
-        raise AirflowFailException(_failure_message(summary, self.max_failures, self.max_failure_ratio))
+        raise AirflowFailException(f"{problem}\n{report.format(failures_shown=self.max_failures_listed)}")
 
-    def _summary_from_report(self, context: Context) -> dict[str, Any] | None:
+    def _report_of_the_sync(self, context: Context) -> RunReport | None:
         ti = context["ti"]
-        report = ti.xcom_pull(task_ids=self.sync_task_id, key="return_value")
-        if report is None:
-            report = ti.xcom_pull(task_ids=self.sync_task_id, key="report")
-        if report is None:
+        pushed = ti.xcom_pull(task_ids=self.sync_task_id, key="return_value")
+        if pushed is None:
+            pushed = ti.xcom_pull(task_ids=self.sync_task_id, key="report")
+        if pushed is None:
             return None
-        reports = [report] if isinstance(report, Mapping) else [r for r in report if r]  # mapped syncs
+        reports = [pushed] if isinstance(pushed, Mapping) else [r for r in pushed if r]  # mapped syncs
         if not reports:
             return None
-        counts: dict[str, int] = {}
-        errors: dict[str, int] = {}
-        failures: list[dict[str, Any]] = []
-        failed = 0
-        undone = [reason for one in reports if (reason := undone_reason(one))]
-        for one in reports:
-            for outcome, n in one["counts"].items():
-                counts[outcome] = counts.get(outcome, 0) + n
-            for code, n in one["errors"].items():
-                errors[code] = errors.get(code, 0) + n
-            failures += one["failures"]
-            not_delivered = [
-                # In a dry run, not_attempted only means "valid, would be sent".
-                o
-                for o in Outcome
-                if o.is_undelivered and not (one.get("dry_run") and o is Outcome.NOT_ATTEMPTED)
-            ]
-            failed += sum(one["counts"].get(o.value, 0) for o in not_delivered)
-        total = sum(counts.values())
-        return {
-            "total": total,
-            "counts": counts,
-            "errors": errors,
-            "failures": failures,
-            "failed": failed,
-            "undone": undone,
-        }
+        return RunReport.merge(RunReport.from_dict(one) for one in reports)
 
-    def _summary_from_ledger(self) -> dict[str, Any] | None:
+    def _report_from_ledger(self) -> RunReport | None:
         merchant_id = JuspayHook(self.juspay_conn_id).config.merchant_id
         connection = db_api_hook(self.ledger_conn_id).get_conn()
         try:
             ledger = Ledger(connection, merchant_id=merchant_id, table=self.ledger_table)
-            summary = ledger.summary(run_id=self.run_id, since=self.since, until=self.until)
+            report = ledger.summary(run_id=self.run_id, since=self.since, until=self.until)
         finally:
             connection.close()
-        if summary["in_flight"]:
-            self.log.info("%d fulfilments are still in flight", summary["in_flight"])
+        if report.in_flight:
+            self.log.info("%d fulfilments are still in flight", report.in_flight)
             return None
-        counts = summary["counts"]
-        as_report = {
-            "total": summary["total"],
-            "counts": {
-                **{o.value: counts.get(o.value, 0) for o in Outcome},
-                "not_attempted": counts.get("not_attempted", 0) + counts.get("abandoned", 0),
-            },
-        }
-        reason = undone_reason(as_report)
-        summary["undone"] = [reason] if reason else []
-        return summary
-
-
-def _failure_message(summary: Mapping[str, Any], max_failures: int | None, max_ratio: float | None) -> str:
-    limits = []
-    if max_failures is not None:
-        limits.append(f"max_failures={max_failures}")
-    if max_ratio is not None:
-        limits.append(f"max_failure_ratio={max_ratio:.1%}")
-    limit = ", ".join(limits)
-    lines = [
-        f"{summary['failed']} of {summary['total']} fulfilments were not delivered ({limit}).",
-        f"By outcome: {summary['counts']}. By error code: {summary['errors']}.",
-    ]
-    lines += [
-        f"  {f['order_id']}: {f['outcome']} {f.get('error_code') or ''} {f.get('message') or ''}".rstrip()
-        for f in summary["failures"]
-    ]
-    return "\n".join(lines)
+        return report

@@ -18,7 +18,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_juspay.errors import NotFound
-from airflow_provider_juspay.hooks.juspay import JuspayHook
+from airflow_provider_juspay.hooks.juspay import JuspayHook, fail_without_retry_on_config_error
 from airflow_provider_juspay.order_status import DEFAULT_TARGETS, OrderStatus, Verdict, judge
 from airflow_provider_juspay.triggers.order_status import OrderStatusTrigger
 
@@ -84,6 +84,10 @@ class OrderStatusSensor(BaseSensorOperator):
         return JuspayHook(self.juspay_conn_id)
 
     def poke(self, context: Context) -> bool:
+        with fail_without_retry_on_config_error(self.juspay_conn_id):
+            return self._poke(context)
+
+    def _poke(self, context: Context) -> bool:
         if self._waiting_since is None:
             self._waiting_since = _waiting_since(context, self.reschedule)
         try:

@@ -11,7 +11,7 @@ from airflow_provider_juspay.sync.control import RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY, Dispatcher, not_attempted
 from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.records import validate_rows
-from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
 
 __all__ = ["Push", "PushOutcome", "dry_run_send", "push"]
 
@@ -69,7 +69,7 @@ class Push:
 class PushOutcome:
     """The report, and why the run stopped early, if it did."""
 
-    report: dict[str, Any]
+    report: RunReport
     stop: Stop | None
 
 

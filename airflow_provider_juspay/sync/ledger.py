@@ -30,6 +30,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Item, Outcome
+from airflow_provider_juspay.sync.report import CHANGED_AFTER_DELIVERY, RunReport
 
 __all__ = [
     "DEFAULT_LEASE_S",
@@ -48,10 +49,9 @@ DEFAULT_TABLE = "juspay_fulfilment_ledger"
 IN_FLIGHT = "in_flight"
 DELIVERED = frozenset(o.value for o in Outcome if o.is_delivered)
 #: States the next run sends again (invalid records never reach the ledger).
-UNDELIVERED = tuple(o.value for o in Outcome if o.is_undelivered)
+UNDELIVERED = tuple(o.value for o in Outcome if o.is_failure and o is not Outcome.INVALID)
 #: What to do with a delivered key whose payload changed since.
 ON_CHANGE = ("send", "skip", "fail")
-CHANGED_AFTER_DELIVERY = "CHANGED_AFTER_DELIVERY"
 #: Seconds a claim holds a key against other runs unless renewed. It must outlast the longest a record
 #: can take (max_attempts x (deadline + max_wait), 7 minutes with the defaults); a live run renews it.
 DEFAULT_LEASE_S = 900.0
@@ -97,7 +97,7 @@ _LOOKED_UP = (
     *_RUN_COLUMNS, "claim_id", "lease_until",
 )  # fmt: skip
 #: Outcomes written for a claimed key (held and skipped keys were never claimed; invalid never sent).
-_WRITTEN = frozenset(o for o in Outcome if o.is_delivered or o.is_undelivered) - {Outcome.INVALID}
+_WRITTEN = frozenset(o for o in Outcome if o.is_delivered or o.is_failure) - {Outcome.INVALID}
 ABANDONED_IN_FLIGHT = "ABANDONED_IN_FLIGHT"
 #: A record to claim: its position in the batch, the record, its payload hash, and its row as read.
 _Claim = tuple[int, FulfilmentRecord, str, "dict[str, Any] | None"]
@@ -503,11 +503,11 @@ class Ledger:
 
     def summary(
         self, *, run_id: str | None = None, since: str | None = None, until: str | None = None
-    ) -> dict:
-        """Counts by state and error code, and the failed keys (first 100), for a run or a time window.
+    ) -> RunReport:
+        """A report of the keys a run, or a time window, last wrote: counts, errors, the first 100 failures.
 
-        Keys in flight whose lease has passed were left by a dead process: they count as
-        ``abandoned`` failures (code ABANDONED_IN_FLIGHT) until a run sends them again.
+        Keys in flight in a live run are counted in ``in_flight``; those whose lease has passed were left
+        by a dead process and count as ``not_attempted`` (code ABANDONED_IN_FLIGHT) until sent again.
         """
         where, params = [f"merchant_id = {self._mark(0)}"], [self.merchant_id]
         for column, op, value in (
@@ -537,12 +537,6 @@ class Ledger:
                 params,
             )
         )
-        if abandoned:
-            errors[ABANDONED_IN_FLIGHT] = abandoned
-            counts[IN_FLIGHT] -= abandoned
-            counts["abandoned"] = abandoned
-            if not counts[IN_FLIGHT]:
-                del counts[IN_FLIGHT]
         failures = [
             {"order_id": o, "command": c, "outcome": s, "error_code": e, "message": m}
             for o, c, s, e, m in self._query(
@@ -552,15 +546,15 @@ class Ledger:
                 limit=100,
             )
         ]
-        total = sum(counts.values())
-        return {
-            "total": total,
-            "counts": counts,
-            "errors": errors,
-            "failures": failures,
-            "failed": sum(counts.get(s, 0) for s in UNDELIVERED) + abandoned,
-            "in_flight": counts.get(IN_FLIGHT, 0),
-        }
+        live = counts.pop(IN_FLIGHT, 0) - abandoned
+        if abandoned:  # left by a dead process: not delivered, and no run is sending them
+            errors[ABANDONED_IN_FLIGHT] = abandoned
+            counts[Outcome.NOT_ATTEMPTED.value] = counts.get(Outcome.NOT_ATTEMPTED.value, 0) + abandoned
+        report = RunReport(
+            total=sum(counts.values()) + live, errors=errors, failures=failures, in_flight=live
+        )
+        report.counts.update(counts)
+        return report
 
     def states(self) -> dict[tuple[str, str, str], str]:
         """Every key of this merchant and its state (for tests and small tables)."""

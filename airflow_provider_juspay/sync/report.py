@@ -1,4 +1,5 @@
-"""The run report: counts by outcome and error code, the first failures, pace and progress lines."""
+"""The run report, typed (RunReport) and folded from results (ReportBuilder): counts by outcome and error
+code, the first failures, progress lines, and the one pass/fail verdict every task applies."""
 
 from __future__ import annotations
 
@@ -6,20 +7,20 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
 
 __all__ = [
+    "CHANGED_AFTER_DELIVERY",
     "DEFAULT_MAX_FAILURES_LISTED",
     "PROGRESS_EVERY_S",
     "ReportBuilder",
-    "failed_ratio",
-    "format_report",
-    "nothing_done_reason",
-    "undone_reason",
+    "RunReport",
+    "counts_as_failure",
 ]
 
 DEFAULT_MAX_FAILURES_LISTED = 100
@@ -60,7 +61,6 @@ class ReportBuilder:
         self._next_progress = self._started + progress_every
         self._finished: float | None = None
         self._retries = retries
-        self._stop: Any = None
 
     @property
     def done(self) -> int:
@@ -69,7 +69,7 @@ class ReportBuilder:
     def add(self, result: FulfilmentResult) -> None:
         """Count one result; log a progress line when one is due."""
         self.counts[result.outcome] += 1
-        if result.outcome.is_failure or (result.outcome is Outcome.NOT_ATTEMPTED and not self.dry_run):
+        if counts_as_failure(result.outcome, dry_run=self.dry_run):
             self.errors[result.error_code or result.outcome.value.upper()] += 1
             if len(self.failures) < self.max_failures:
                 self.failures.append(
@@ -106,31 +106,25 @@ class ReportBuilder:
             stop.set()
             thread.join()
 
-    def finish(self, stop: Any = None) -> dict[str, Any]:
-        """Stop the clock and return the report (JSON-serialisable).
+    def finish(self, stop: Any = None) -> RunReport:
+        """Stop the clock and return the report.
 
         :param stop: why the run stopped early (``sync.control.Stop``), if it did.
         """
         self._finished = self._clock()
-        self._stop = stop
-        return self.report()
-
-    def report(self) -> dict[str, Any]:
         elapsed = self._elapsed()
         total = self.done
-        return {
-            "total": total,
-            "counts": {outcome.value: self.counts.get(outcome, 0) for outcome in Outcome},
-            "errors": dict(self.errors.most_common()),
-            "failures": list(self.failures),
-            "duration_s": round(elapsed, 3),
-            "records_per_s": round(total / elapsed, 1) if elapsed > 0 else 0.0,
-            "dry_run": self.dry_run,
-            "retries": self._retries() if self._retries else {},
-            "stopped": (
-                {"error_code": self._stop.error_code, "message": self._stop.message} if self._stop else None
-            ),
-        }
+        return RunReport(
+            total=total,
+            counts={outcome.value: self.counts.get(outcome, 0) for outcome in Outcome},
+            errors=dict(self.errors.most_common()),
+            failures=list(self.failures),
+            duration_s=round(elapsed, 3),
+            records_per_s=round(total / elapsed, 1) if elapsed > 0 else 0.0,
+            dry_run=self.dry_run,
+            retries=self._retries() if self._retries else {},
+            stopped={"error_code": stop.error_code, "message": stop.message} if stop else None,
+        )
 
     def progress_line(self) -> str:
         elapsed = self._elapsed()
@@ -152,73 +146,167 @@ class ReportBuilder:
         return (self._finished if self._finished is not None else self._clock()) - self._started
 
 
-def failed_ratio(report: dict[str, Any]) -> float:
-    """(rejected + failed + invalid) / total; 0 for an empty run."""
-    counts = report["counts"]
-    bad = sum(counts.get(o.value, 0) for o in Outcome if o.is_failure)
-    return bad / report["total"] if report["total"] else 0.0
+#: Error code of a delivered key whose payload changed, under ``on_change="fail"``.
+CHANGED_AFTER_DELIVERY = "CHANGED_AFTER_DELIVERY"
 
 
-def undone_reason(report: dict[str, Any]) -> str | None:
-    """Why a run is not done whatever the user's limits, or None: rows it should have delivered and did not.
+def counts_as_failure(outcome: Outcome, *, dry_run: bool) -> bool:
+    """The one definition of a failure: rejected, failed, invalid or not attempted (a dry run's
+    ``not_attempted`` rows are the ones it would send, so there they are not failures)."""
+    return outcome.is_failure and not (dry_run and outcome is Outcome.NOT_ATTEMPTED)
 
-    Rows ``failed`` (transient errors outlived the retries) or ``not_attempted`` (the run stopped
-    first) are not delivered, and an Airflow retry would deliver them. Every task that judges a run
-    applies this rule; a dry run sends nothing and never meets it.
+
+@dataclass(kw_only=True)
+class RunReport:
+    """The report of one run (or of several, merged): the only place that counts failures, works out
+    their ratio and decides pass or fail. Its JSON form (:meth:`to_dict`) is the XCom value users read.
     """
-    if report.get("dry_run"):
-        return None
-    counts = report["counts"]
-    if stopped := report.get("stopped"):
-        return (
-            f"the run stopped early ({stopped['error_code']}: {stopped['message']}); "
-            f"{counts['not_attempted']} records were not attempted"
-        )
-    failed, unsent = counts["failed"], counts["not_attempted"]
-    if failed or unsent:
-        return f"{failed} records failed and {unsent} were not attempted: they were not delivered"
-    return None
 
+    total: int = 0
+    #: Every outcome, summing to ``total``.
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys((o.value for o in Outcome), 0))
+    errors: dict[str, int] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+    records_per_s: float = 0.0
+    dry_run: bool = False
+    retries: dict[str, int] = field(default_factory=dict)
+    #: Why the run stopped early (``{"error_code", "message"}``), or None.
+    stopped: dict[str, str] | None = None
+    #: Keys still in flight in a live run (a ledger's view; 0 for a finished run).
+    in_flight: int = 0
 
-def nothing_done_reason(report: dict[str, Any]) -> str | None:
-    """Why a run did nothing at all, or None: the default verdict when the user set no failure limit.
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
+        """Read back the JSON form (from XCom); keys a newer release added are ignored."""
+        known = {f.name for f in fields(cls)}
+        report = cls(**{k: v for k, v in data.items() if k in known})
+        report.counts = {**dict.fromkeys((o.value for o in Outcome), 0), **report.counts}
+        return report
 
-    Juspay refused every row it was sent and holds none of the others (none sent, skipped or held by
-    another run), or every row was invalid: a wrong merchant, environment or query looks like this.
-    With a limit given, data-level refusals (rejected, invalid) are judged by that limit instead.
-    """
-    counts = report["counts"]
-    total = report["total"]
-    if total and counts["invalid"] == total:
-        return f"every one of the {total} records was invalid"
-    if report.get("dry_run"):
-        return None
-    held = sum(counts[o.value] for o in (Outcome.SENT, Outcome.ALREADY_FULFILLED, Outcome.SKIPPED))
-    held += counts[Outcome.HELD_ELSEWHERE.value]
-    if counts["rejected"] and not held:
-        return f"Juspay refused every one of the {counts['rejected']} records sent, and none is delivered"
-    return None
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the documented keys, plus ``failure_count`` and ``failure_ratio``."""
+        return {**asdict(self), "failure_count": self.failure_count, "failure_ratio": self.failure_ratio}
 
+    @property
+    def failure_count(self) -> int:
+        return sum(n for name, n in self.counts.items() if _is_failure(name, self.dry_run))
 
-def format_report(report: dict[str, Any], *, failures_shown: int = 10) -> str:
-    """The end-of-run table: outcomes, error codes and the first failures."""
-    lines = [
-        f"Juspay fulfilment sync{' (DRY RUN: nothing sent)' if report['dry_run'] else ''}: "
-        f"{report['total']} records in {report['duration_s']:.1f}s ({report['records_per_s']:.0f}/s)",
-        f"  {'outcome':<18}{'count':>10}",
-    ]
-    lines += [f"  {name:<18}{count:>10}" for name, count in report["counts"].items()]
-    if stopped := report.get("stopped"):
-        lines.insert(1, f"  STOPPED EARLY ({stopped['error_code']}): {stopped['message']}")
-    if report["errors"]:
-        lines.append(f"  {'error code':<30}{'count':>10}")
-        lines += [f"  {code:<30}{count:>10}" for code, count in report["errors"].items()]
-    if report.get("retries"):
-        lines.append("  retries: " + ", ".join(f"{cause} {n}" for cause, n in report["retries"].items()))
-    if report["failures"]:
-        lines.append(f"  first failures (of {sum(report['errors'].values())}):")
-        for f in report["failures"][:failures_shown]:
-            lines.append(
-                f"    {f['order_id']}: {f['outcome']} {f['error_code'] or ''} {f['message'] or ''}".rstrip()
+    @property
+    def failure_ratio(self) -> float:
+        """Failures over all rows; 0 for an empty run."""
+        return self.failure_count / self.total if self.total else 0.0
+
+    @classmethod
+    def merge(cls, reports: Iterable[RunReport], *, max_failures_listed: int | None = None) -> RunReport:
+        """One report of several runs (a mapped sync's shards): counts, errors and retries added up."""
+        merged = cls()
+        reports = list(reports)
+        for one in reports:
+            merged.total += one.total
+            for key, n in one.counts.items():
+                merged.counts[key] = merged.counts.get(key, 0) + n
+            for target, source in ((merged.errors, one.errors), (merged.retries, one.retries)):
+                for key, n in source.items():
+                    target[key] = target.get(key, 0) + n
+            merged.failures += one.failures
+            merged.duration_s = max(merged.duration_s, one.duration_s)
+            merged.records_per_s += one.records_per_s
+            merged.in_flight += one.in_flight
+            merged.stopped = merged.stopped or one.stopped
+        merged.dry_run = bool(reports) and all(r.dry_run for r in reports)
+        if max_failures_listed is not None:
+            merged.failures = merged.failures[:max_failures_listed]
+        return merged
+
+    def undone(self) -> str | None:
+        """Why the run is not done whatever the limits: rows it should have delivered and did not.
+
+        ``failed`` rows (transient errors outlived the retries) and ``not_attempted`` ones (the run
+        stopped first) are not delivered, and an Airflow retry would deliver them. A dry run never is.
+        """
+        if self.dry_run:
+            return None
+        counts = self.counts
+        if self.stopped:
+            return (
+                f"the run stopped early ({self.stopped['error_code']}: {self.stopped['message']}); "
+                f"{counts['not_attempted']} records were not attempted"
             )
-    return "\n".join(lines)
+        failed, unsent = counts["failed"], counts["not_attempted"]
+        if failed or unsent:
+            return f"{failed} records failed and {unsent} were not attempted: they were not delivered"
+        return None
+
+    def nothing_done(self) -> str | None:
+        """Why the run did nothing at all: every row refused and none held, or every row invalid.
+
+        A wrong merchant, environment or query looks like this. It is the verdict when no limit is given.
+        """
+        counts = self.counts
+        if self.total and counts["invalid"] == self.total:
+            return f"every one of the {self.total} records was invalid"
+        if self.dry_run:
+            return None
+        held = sum(counts[o.value] for o in Outcome if o.is_delivered or o in _HELD)
+        if counts["rejected"] and not held:
+            return f"Juspay refused every one of the {counts['rejected']} records sent, and none is delivered"
+        return None
+
+    def verdict(
+        self, *, max_failures: int | None = None, max_failure_ratio: float | None = None
+    ) -> str | None:
+        """Why the run cannot be called done, or None: the one pass/fail rule of every task.
+
+        In order: undelivered rows (:meth:`undone`), whatever the limits; delivered fulfilments that
+        changed (``on_change="fail"``); then the failures against ``max_failures`` (a count) and
+        ``max_failure_ratio`` (a share), each checked when given; with neither, :meth:`nothing_done`.
+        """
+        if reason := self.undone():
+            return reason
+        if changed := self.errors.get(CHANGED_AFTER_DELIVERY):
+            return f"{changed} delivered fulfilments changed since (on_change='fail')"
+        failures, ratio = self.failure_count, self.failure_ratio
+        if max_failures is None and max_failure_ratio is None:
+            return self.nothing_done()
+        over = []
+        if max_failures is not None and failures > max_failures:
+            over.append(f"max_failures={max_failures}")
+        if max_failure_ratio is not None and ratio > max_failure_ratio:
+            over.append(f"max_failure_ratio={max_failure_ratio:.1%}")
+        if over:
+            return f"{failures} of {self.total} records failed ({ratio:.1%}), over {' and '.join(over)}"
+        return None
+
+    def format(self, *, failures_shown: int = 10) -> str:
+        """The end-of-run table: outcomes, error codes, retries and the first failures."""
+        lines = [
+            f"Juspay fulfilment sync{' (DRY RUN: nothing sent)' if self.dry_run else ''}: "
+            f"{self.total} records in {self.duration_s:.1f}s ({self.records_per_s:.0f}/s)",
+            f"  {'outcome':<18}{'count':>10}",
+        ]
+        lines += [f"  {name:<18}{count:>10}" for name, count in self.counts.items()]
+        if self.stopped:
+            lines.insert(1, f"  STOPPED EARLY ({self.stopped['error_code']}): {self.stopped['message']}")
+        if self.errors:
+            lines.append(f"  {'error code':<30}{'count':>10}")
+            lines += [f"  {code:<30}{count:>10}" for code, count in self.errors.items()]
+        if self.retries:
+            lines.append("  retries: " + ", ".join(f"{cause} {n}" for cause, n in self.retries.items()))
+        if self.failures:
+            lines.append(f"  first failures (of {self.failure_count}):")
+            for f in self.failures[:failures_shown]:
+                code, message = f.get("error_code") or "", f.get("message") or ""
+                lines.append(f"    {f['order_id']}: {f['outcome']} {code} {message}".rstrip())
+        return "\n".join(lines)
+
+
+_HELD = frozenset({Outcome.SKIPPED, Outcome.HELD_ELSEWHERE})
+
+
+def _is_failure(name: str, dry_run: bool) -> bool:
+    try:
+        outcome = Outcome(name)
+    except ValueError:  # a ledger state that is no outcome ("abandoned" is counted as not_attempted)
+        return False
+    return counts_as_failure(outcome, dry_run=dry_run)

@@ -15,7 +15,7 @@ with DAG("juspay_test_bulk", schedule=None, start_date=START, catchup=False):
     BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, max_concurrency=8, fetch_size=50)
 
 with DAG("juspay_test_bulk_strict", schedule=None, start_date=START, catchup=False):
-    BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, max_failed_ratio=0.01)
+    BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, max_failure_ratio=0.01)
 
 with DAG("juspay_test_bulk_dry_run", schedule=None, start_date=START, catchup=False):
     BulkFulfilmentOperator(
@@ -29,7 +29,7 @@ for dag_id, limit in (("juspay_test_bulk_records", None), ("juspay_test_bulk_rec
             records="{{ dag_run.conf['records'] }}",
             column_map={"order": "order_id"},
             defaults={"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
-            max_failed_ratio=limit,
+            max_failure_ratio=limit,
         )
 
 with DAG("juspay_test_bulk_ledger", schedule=None, start_date=START, catchup=False):

@@ -14,7 +14,7 @@ COMMON = {
     "ledger_conn_id": LEDGER,
     "max_concurrency": 8,
     "max_failures_listed": 5000,
-    "max_failed_ratio": 1.0,
+    "max_failure_ratio": 1.0,
 }
 
 with DAG("juspay_test_hostile_xcom", schedule=None, start_date=START, catchup=False):

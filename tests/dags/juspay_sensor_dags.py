@@ -18,7 +18,7 @@ with DAG("juspay_test_failure_check", schedule=None, start_date=START, catchup=F
         trigger_rule="all_done",
         poke_interval=1,
         timeout=30,
-        max_listed=5,
+        max_failures_listed=5,
     )
     lenient = FulfilmentFailureSensor(
         task_id="lenient",

@@ -144,7 +144,7 @@ def test_sharded_example_maps_one_task_per_shard_and_covers_every_row_once(airfl
     assert len(reports) == 4, "one mapped task per shard"
     summary = xcoms("juspay_sharded_sync")[("check_failures", "failures")]
     assert summary["total"] == warehouse.total, "the failure check added up the four shards"
-    assert summary["failed"] == warehouse.unknown + warehouse.bad
+    assert summary["failure_count"] == warehouse.unknown + warehouse.bad
     assert sum(r["total"] for r in reports) == warehouse.total
     assert sum(r["counts"]["sent"] for r in reports) == warehouse.good
     assert sandbox.doubles() == {} and len(sandbox.accepted) == warehouse.good

@@ -31,8 +31,8 @@ def test_init_checks_arguments_without_connection_work():
         BulkFulfilmentOperator(task_id="t")
     with pytest.raises(ValueError, match="sql_conn_id"):
         BulkFulfilmentOperator(task_id="t", sql="SELECT 1")
-    with pytest.raises(ValueError, match="max_failed_ratio"):
-        BulkFulfilmentOperator(task_id="t", records=[], max_failed_ratio=2)
+    with pytest.raises(ValueError, match="max_failure_ratio"):
+        BulkFulfilmentOperator(task_id="t", records=[], max_failure_ratio=2)
     assert BulkFulfilmentOperator(task_id="t", sql="x.sql", sql_conn_id="w").template_ext == (".sql",)
 
 
@@ -93,3 +93,16 @@ def test_revoked_key_fails_the_task_and_counts_the_rest(airflow_db, sandbox, jus
     assert report["total"] == warehouse.total
     assert report["counts"]["not_attempted"] >= warehouse.good - 16
     assert sandbox.status_counts[401] <= 16
+
+
+def test_old_argument_names_still_work_and_warn():
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
+
+    with pytest.warns(AirflowProviderDeprecationWarning, match="max_failure_ratio"):
+        bulk = BulkFulfilmentOperator(task_id="old_bulk", records=[], max_failed_ratio=0.3)
+    assert bulk.max_failure_ratio == 0.3
+    with pytest.warns(AirflowProviderDeprecationWarning, match="max_failures_listed"):
+        sensor = FulfilmentFailureSensor(task_id="old_check", sync_task_id="push", max_listed=7)
+    assert sensor.max_failures_listed == 7

@@ -15,7 +15,7 @@ from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import dry_run_send, push
 from airflow_provider_juspay.sync.pacer import Pacer
-from airflow_provider_juspay.sync.report import ReportBuilder, undone_reason
+from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
 from tests.conftest import API_KEY, MERCHANT_ID
 
 N = 400
@@ -81,7 +81,7 @@ FAULTS = {
 def test_faults_lose_nothing_and_double_nothing(client, sandbox, faults):
     sandbox.configure(**faults)
     outcome = run(client, rows())
-    report = outcome.report
+    report = outcome.report.to_dict()
     assert_every_row_has_one_outcome(report)
     assert sandbox.doubles() == {}, "a command was accepted twice"
     delivered = report["counts"]["sent"] + report["counts"]["already_fulfilled"]
@@ -101,7 +101,7 @@ def test_429_pauses_the_whole_run_and_every_record_gets_through(sandbox):
     )
     pacer = Pacer(None)
     with JuspayClient(config) as patient:
-        report = run(patient, rows(), pacer=pacer).report
+        report = run(patient, rows(), pacer=pacer).report.to_dict()
     assert_every_row_has_one_outcome(report)
     assert report["counts"]["sent"] == N
     assert pacer.pauses > 0, "a 429 paused every worker"
@@ -109,7 +109,7 @@ def test_429_pauses_the_whole_run_and_every_record_gets_through(sandbox):
 
 def test_rate_limit_keeps_under_the_servers_limit(client, sandbox):
     sandbox.configure(rate_limit=400)
-    report = run(client, rows(200), pacer=Pacer(300, burst=10)).report
+    report = run(client, rows(200), pacer=Pacer(300, burst=10)).report.to_dict()
     assert report["counts"]["sent"] == 200
     assert sandbox.status_counts[429] == 0, "paced below the limit, Juspay never throttled"
 
@@ -139,7 +139,7 @@ def test_bad_rows_are_reported_and_do_not_stop_good_ones(client, sandbox):
         {"order_id": "G-ünïcødé-✓", "fulfillment_status": "success", "fulfillment_command": "invoice"},
         *rows(20, "G"),
     ]
-    report = run(client, [*bad[:4], *good, *bad[4:]]).report
+    report = run(client, [*bad[:4], *good, *bad[4:]]).report.to_dict()
     assert_every_row_has_one_outcome(report, len(bad) + len(good))
     assert report["counts"]["invalid"] == len(bad) and report["counts"]["sent"] == len(good)
     failures = {f["order_id"]: f for f in report["failures"]}
@@ -156,7 +156,7 @@ def test_key_revoked_mid_run_stops_it_and_counts_the_rest_not_attempted(client, 
             yield row
 
     outcome = run(client, source())
-    report = outcome.report
+    report = outcome.report.to_dict()
     assert_every_row_has_one_outcome(report)
     assert outcome.stop is not None and outcome.stop.error.http_status == 401
     assert outcome.stop.error_code == "UNAUTHORIZED" and report["stopped"]["error_code"] == "UNAUTHORIZED"
@@ -172,7 +172,7 @@ def test_dry_run_sends_nothing():
         send=dry_run_send,
         max_concurrency=1,
         report=ReportBuilder(dry_run=True),
-    ).report
+    ).report.to_dict()
     assert report["counts"]["not_attempted"] == 10 and report["dry_run"] is True
 
 
@@ -180,7 +180,7 @@ def test_hundreds_of_concurrent_connections_with_latency(sandbox):
     sandbox.configure(latency=0.05)
     config = ClientConfig(base_url=sandbox.base_url, merchant_id=MERCHANT_ID, api_key=API_KEY, pool_size=200)
     with JuspayClient(config) as wide:
-        report = run(wide, rows(600), concurrency=200).report
+        report = run(wide, rows(600), concurrency=200).report.to_dict()
     assert report["counts"]["sent"] == 600
     assert sandbox.status_counts[200] == 600
 
@@ -197,12 +197,12 @@ def test_a_full_outage_stops_the_run_in_seconds_and_names_the_cause(sandbox):
     with JuspayClient(config) as c:
         outcome = run(c, rows(5000), breaker=CircuitBreaker(BreakerPolicy(min_outage_s=2)))
     elapsed = time.monotonic() - started
-    report = outcome.report
+    report = outcome.report.to_dict()
     assert_every_row_has_one_outcome(report, 5000)
     assert outcome.stop.error_code == "CIRCUIT_OPEN" and report["stopped"]["error_code"] == "CIRCUIT_OPEN"
     assert report["counts"]["not_attempted"] >= 5000 - 2 * 16
     assert report["errors"]["CIRCUIT_OPEN"] == report["counts"]["not_attempted"]
-    assert report["counts"]["sent"] == 0 and undone_reason(report) is not None
+    assert report["counts"]["sent"] == 0 and RunReport.from_dict(report).undone() is not None
     assert len(sandbox.requests) < 500, "it stopped sending instead of grinding through retries"
     assert elapsed < 30, f"a full outage took {elapsed:.0f}s to stop the run"
 
@@ -210,7 +210,7 @@ def test_a_full_outage_stops_the_run_in_seconds_and_names_the_cause(sandbox):
 def test_a_wrong_base_url_stops_the_run_within_a_few_requests(client, sandbox):
     sandbox.configure(not_juspay_rate=1.0)
     outcome = run(client, rows(), breaker=CircuitBreaker())
-    report = outcome.report
+    report = outcome.report.to_dict()
     assert_every_row_has_one_outcome(report)
     assert outcome.stop.error_code == "UNEXPECTED_RESPONSES"
     assert report["counts"]["sent"] == 0 and report["counts"]["failed"] <= 2 * 16
@@ -238,7 +238,7 @@ def test_a_cancel_stops_sending_within_a_second_and_every_row_read_has_an_outcom
         report=ReportBuilder(),
         control=control,
     )
-    report = outcome.report
+    report = outcome.report.to_dict()
     assert time.monotonic() - started < 10
     assert report["stopped"]["error_code"] == "CANCELLED"
     assert report["total"] == read["n"] < 1000, "rows after the cancel are not read"

@@ -8,13 +8,7 @@ import time
 
 from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
 from airflow_provider_juspay.sync.control import Stop
-from airflow_provider_juspay.sync.report import (
-    ReportBuilder,
-    failed_ratio,
-    format_report,
-    nothing_done_reason,
-    undone_reason,
-)
+from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
 
 
 def test_report_counts_every_outcome_and_sums_to_total():
@@ -24,13 +18,14 @@ def test_report_counts_every_outcome_and_sums_to_total():
             FulfilmentResult(order_id=str(i), outcome=outcome, error_code="X" if outcome.is_failure else None)
         )
     report = builder.finish()
-    json.dumps(report)
-    assert set(report["counts"]) == {o.value for o in Outcome}
-    assert sum(report["counts"].values()) == report["total"] == 9
-    assert report["errors"] == {"X": 4}
-    assert len(report["failures"]) == 2, "capped"
-    assert failed_ratio(report) == 4 / 9
-    assert "rejected" in format_report(report)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert set(data["counts"]) == {o.value for o in Outcome}
+    assert sum(data["counts"].values()) == data["total"] == 9
+    assert data["errors"] == {"X": 4}
+    assert len(data["failures"]) == 2, "capped"
+    assert data["failure_count"] == 4 and report.failure_ratio == 4 / 9
+    assert RunReport.from_dict(data) == report, "the JSON form reads back as the same report"
+    assert "rejected" in report.format()
 
 
 def test_progress_lines_come_at_the_interval_with_an_eta(caplog):
@@ -47,7 +42,7 @@ def test_progress_lines_come_at_the_interval_with_an_eta(caplog):
 
 
 def test_empty_run_has_a_zero_ratio():
-    assert failed_ratio(ReportBuilder().finish()) == 0.0
+    assert ReportBuilder().finish().failure_ratio == 0.0
 
 
 def test_a_stalled_run_still_logs_progress(caplog):
@@ -60,7 +55,7 @@ def test_a_stalled_run_still_logs_progress(caplog):
     assert "1/5 records done (sent 1)" in caplog.text and "waiting for answers" in caplog.text
 
 
-def report_of(*outcomes: Outcome, dry_run: bool = False, stop=None) -> dict:
+def report_of(*outcomes: Outcome, dry_run: bool = False, stop=None) -> RunReport:
     builder = ReportBuilder(dry_run=dry_run)
     for i, outcome in enumerate(outcomes):
         builder.add(FulfilmentResult(order_id=str(i), outcome=outcome, error_code="CODE"))
@@ -68,27 +63,43 @@ def report_of(*outcomes: Outcome, dry_run: bool = False, stop=None) -> dict:
 
 
 def test_undelivered_rows_make_a_run_undone_whatever_else_happened():
-    assert undone_reason(report_of(Outcome.SENT, Outcome.SENT)) is None
-    assert "1 records failed" in undone_reason(report_of(Outcome.SENT, Outcome.FAILED))
-    assert "1 were not attempted" in undone_reason(report_of(Outcome.SENT, Outcome.NOT_ATTEMPTED))
-    assert undone_reason(report_of(Outcome.NOT_ATTEMPTED, dry_run=True)) is None, "a dry run sends nothing"
+    assert report_of(Outcome.SENT, Outcome.SENT).undone() is None
+    assert "1 records failed" in report_of(Outcome.SENT, Outcome.FAILED).undone()
+    assert "1 were not attempted" in report_of(Outcome.SENT, Outcome.NOT_ATTEMPTED).undone()
+    assert report_of(Outcome.NOT_ATTEMPTED, dry_run=True).undone() is None, "a dry run sends nothing"
     stopped = report_of(Outcome.NOT_ATTEMPTED, stop=Stop("CIRCUIT_OPEN", "Juspay kept failing"))
-    assert "CIRCUIT_OPEN" in undone_reason(stopped) and stopped["stopped"]["error_code"] == "CIRCUIT_OPEN"
+    assert "CIRCUIT_OPEN" in stopped.undone() and stopped.stopped["error_code"] == "CIRCUIT_OPEN"
     held = report_of(Outcome.HELD_ELSEWHERE, Outcome.SKIPPED, Outcome.REJECTED)
-    assert undone_reason(held) is None and nothing_done_reason(held) is None, "another run holds them"
+    assert held.undone() is None and held.nothing_done() is None, "another run holds them"
+    lenient = report_of(Outcome.SENT, Outcome.FAILED)
+    assert lenient.verdict(max_failure_ratio=1.0) is not None, "undelivered rows fail whatever the limits"
 
 
 def test_a_run_that_did_nothing_at_all_is_named():
-    assert "refused every one of the 2" in nothing_done_reason(report_of(Outcome.REJECTED, Outcome.REJECTED))
-    assert "every one of the 2 records was invalid" in nothing_done_reason(
-        report_of(Outcome.INVALID, Outcome.INVALID)
-    )
-    assert nothing_done_reason(report_of(Outcome.REJECTED, Outcome.SENT)) is None
-    assert nothing_done_reason(report_of(Outcome.REJECTED, Outcome.SKIPPED)) is None, "Juspay holds the rest"
+    assert "refused every one of the 2" in report_of(Outcome.REJECTED, Outcome.REJECTED).nothing_done()
+    assert "2 records was invalid" in report_of(Outcome.INVALID, Outcome.INVALID).nothing_done()
+    assert report_of(Outcome.REJECTED, Outcome.SENT).nothing_done() is None
+    assert report_of(Outcome.REJECTED, Outcome.SKIPPED).nothing_done() is None, "Juspay holds the rest"
+    refused = report_of(Outcome.REJECTED, Outcome.REJECTED)
+    assert refused.verdict() is not None and refused.verdict(max_failure_ratio=1.0) is None, "a limit rules"
 
 
 def test_not_attempted_rows_are_listed_with_their_cause_but_not_in_a_dry_run():
     real = report_of(Outcome.NOT_ATTEMPTED)
-    assert real["errors"] == {"CODE": 1} and len(real["failures"]) == 1
+    assert real.errors == {"CODE": 1} and len(real.failures) == 1 and real.failure_count == 1
     dry = report_of(Outcome.NOT_ATTEMPTED, dry_run=True)
-    assert dry["errors"] == {} and dry["failures"] == []
+    assert dry.errors == {} and dry.failures == [] and dry.failure_count == 0
+
+
+def test_limits_are_checked_each_when_given():
+    report = report_of(Outcome.SENT, Outcome.SENT, Outcome.SENT, Outcome.REJECTED)
+    assert report.verdict(max_failures=1) is None and "max_failures=0" in report.verdict(max_failures=0)
+    assert report.verdict(max_failure_ratio=0.25) is None
+    assert "max_failure_ratio=20.0%" in report.verdict(max_failure_ratio=0.2)
+
+
+def test_reports_of_mapped_shards_add_up():
+    shards = [report_of(Outcome.SENT, Outcome.REJECTED), report_of(Outcome.SENT), report_of(Outcome.INVALID)]
+    merged = RunReport.merge(shards)
+    assert merged.total == 4 and merged.counts["sent"] == 2 and merged.failure_count == 2
+    assert merged.errors == {"CODE": 2} and len(merged.failures) == 2
