@@ -389,7 +389,8 @@ def _error_for(
             http_status=status,
             error_code="UNEXPECTED_RESPONSE",
         )
-    info = payload.get("error_info") if isinstance(payload.get("error_info"), dict) else {}
+    found = payload.get("error_info")
+    info: Mapping[str, Any] = found if isinstance(found, dict) else {}
     code = info.get("code") or payload.get("error_code") or None
     code = scrub(str(code), MAX_CODE_CHARS) if code is not None else None
     text = payload.get("error_message") or info.get("developer_message") or info.get("user_message")

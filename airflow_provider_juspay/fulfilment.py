@@ -226,7 +226,7 @@ class FulfilmentRecord:
             raise check("fulfillment_time", when, str(exc)) from None
 
         free_text = {name: _free_text(values.get(name), check, name) for name in FREE_TEXT_FIELDS}
-        extras = tuple((name, free_text[name]) for name in PASS_THROUGH_FIELDS if free_text[name] is not None)
+        extras = tuple((name, text) for name in PASS_THROUGH_FIELDS if (text := free_text[name]) is not None)
         return cls(
             order_id=order_id,
             fulfillment_status=status,

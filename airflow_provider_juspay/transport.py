@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from requests.certs import where as ca_bundle
+from requests.certs import where as ca_bundle  # type: ignore[attr-defined]
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import SSLError as Urllib3SSLError
@@ -188,9 +188,10 @@ class StdlibTransport:
     ) -> tuple[Answer, bool]:
         if conn.sock is None:
             conn.connect()  # under the connect timeout
-            conn.sock.settimeout(self._timeouts.read)
+            sock: socket.socket = conn.sock  # type: ignore[assignment]  # connect() set it
+            sock.settimeout(self._timeouts.read)
             # Small requests must not wait for the peer's delayed ACK (Nagle); urllib3 does the same.
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Bytes let http.client send head and body in one write.
         conn.request(method, url, body=body.encode() if body is not None else None, headers=dict(headers))
         response = conn.getresponse()

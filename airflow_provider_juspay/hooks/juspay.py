@@ -80,9 +80,9 @@ class JuspayHook(BaseHook):
         nothing to draw, and the extras are still read from the JSON field.
         """
         try:
-            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-            from flask_babel import lazy_gettext
-            from wtforms import StringField
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget  # type: ignore[import-not-found]
+            from flask_babel import lazy_gettext  # type: ignore[import-not-found]
+            from wtforms import StringField  # type: ignore[import-untyped]
         except ImportError:
             return {}
         return {

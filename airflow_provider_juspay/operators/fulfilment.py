@@ -19,6 +19,7 @@ from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, UNEXPECTED_RESPON
 from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
+from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.report import DEFAULT_MAX_FAILURES_LISTED, ReportBuilder
 from airflow_provider_juspay.sync.sources import DEFAULT_FETCH_SIZE, stream_query, unmapped_columns
 
@@ -276,7 +277,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         self.max_concurrency = max_concurrency
         self.rate_limit = rate_limit
         self.fetch_size = fetch_size
-        self.dry_run = dry_run
+        # Not self.dry_run: that name is BaseOperator's own dry_run() method.
+        self.is_dry_run = dry_run
         self.max_failures = max_failures
         self.max_failure_ratio = max_failure_ratio
         self.max_failures_listed = max_failures_listed
@@ -289,40 +291,35 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             return self._execute(context)
 
     def _execute(self, context: Context) -> dict[str, Any]:
-        report = ReportBuilder(
+        builder = ReportBuilder(
             total=self._known_total(),
-            dry_run=self.dry_run,
+            dry_run=self.is_dry_run,
             max_failures=self.max_failures_listed,
             log=self.log,
-            retries=None if self.dry_run else self.hook.client.retries.counts,
+            retries=None if self.is_dry_run else self.hook.client.retries.counts,
         )
         try:
             with self.open_ledger(context) as ledger:
-                if self.dry_run:
-                    self._control = RunControl()  # nothing to pace or break; on_kill still stops reading
-                    outcome = push(
-                        self._rows(),
-                        report=report,
-                        make_record=self.make_record,
-                        send=dry_run_send,
-                        ledger=ledger.read_only() if ledger is not None else None,
-                        on_change=self.on_change,
-                        control=self._control,
-                    )
+                if self.is_dry_run:
+                    # Nothing to pace or break, nothing written; on_kill still stops the reading.
+                    control, send = RunControl(), dry_run_send
+                    self._control = control
+                    run_ledger: Ledger | LedgerPreview | None = ledger.read_only() if ledger else None
                 else:
                     if ledger is not None:
                         ledger.ensure_table()
                     control = self.run_control(self.rate_limit)
-                    outcome = push(
-                        self._rows(),
-                        report=report,
-                        make_record=self.make_record,
-                        send=partial(self.hook.client.fulfil, control=control),
-                        max_concurrency=self.max_concurrency,
-                        ledger=ledger,
-                        on_change=self.on_change,
-                        control=control,
-                    )
+                    send, run_ledger = partial(self.hook.client.fulfil, control=control), ledger
+                outcome = push(
+                    self._rows(),
+                    report=builder,
+                    make_record=self.make_record,
+                    send=send,
+                    max_concurrency=self.max_concurrency,
+                    ledger=run_ledger,
+                    on_change=self.on_change,
+                    control=control,
+                )
         finally:
             self.hook.close()
         report = outcome.report
@@ -353,7 +350,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 self._log_unmapped(list(rows[0]))
             yield from rows
             return
-        db = db_api_hook(self.sql_conn_id).get_conn()
+        db = db_api_hook(str(self.sql_conn_id)).get_conn()
         try:
             yield from stream_query(
                 db, self.sql, self.parameters, fetch_size=self.fetch_size, on_columns=self._log_unmapped

@@ -136,7 +136,7 @@ class FulfilmentFailureSensor(BaseSensorOperator):
 
     def _report_from_ledger(self) -> RunReport | None:
         merchant_id = JuspayHook(self.juspay_conn_id).config.merchant_id
-        connection = db_api_hook(self.ledger_conn_id).get_conn()
+        connection = db_api_hook(str(self.ledger_conn_id)).get_conn()
         try:
             ledger = Ledger(connection, merchant_id=merchant_id, table=self.ledger_table)
             report = ledger.summary(run_id=self.run_id, since=self.since, until=self.until)

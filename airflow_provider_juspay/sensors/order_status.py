@@ -107,7 +107,8 @@ class OrderStatusSensor(BaseSensorOperator):
         if self.poke(context):  # already there: no need to defer
             return None
         now = time.time()
-        grace_left = max(0.0, self._waiting_since + self.not_found_grace - now)
+        waiting_since = self._waiting_since if self._waiting_since is not None else now  # set by poke()
+        grace_left = max(0.0, waiting_since + self.not_found_grace - now)
         self.defer(
             trigger=OrderStatusTrigger(
                 order_id=self.order_id,

@@ -101,7 +101,11 @@ class Dispatcher:
             for worker in workers:
                 worker.join()
 
-    def _work(self, work: queue.SimpleQueue, done: queue.SimpleQueue) -> None:
+    def _work(
+        self,
+        work: queue.SimpleQueue[FulfilmentRecord | None],
+        done: queue.SimpleQueue[FulfilmentResult | BaseException],
+    ) -> None:
         while (record := work.get()) is not None:
             try:
                 done.put(self._send_one(record))

@@ -625,7 +625,7 @@ class Ledger:
             cursor.close()
         self.connection.commit()
 
-    def _query(self, sql: str, params: list[Any], limit: int | None = None) -> list[tuple]:
+    def _query(self, sql: str, params: list[Any], limit: int | None = None) -> list[tuple[Any, ...]]:
         cursor = self.connection.cursor()
         try:
             cursor.execute(sql, self._params([params])[0])

@@ -3,14 +3,13 @@ code, the first failures, progress lines, and the one pass/fail verdict every ta
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
 
@@ -24,6 +23,14 @@ __all__ = [
 ]
 
 DEFAULT_MAX_FAILURES_LISTED = 100
+
+
+class ProgressLog(Protocol):
+    """Where progress lines go: a ``logging.Logger``, or Airflow's task logger."""
+
+    def info(self, msg: Any, /, *args: Any) -> Any: ...
+
+
 PROGRESS_EVERY_S = 10.0
 
 
@@ -42,7 +49,7 @@ class ReportBuilder:
         total: int | None = None,
         dry_run: bool = False,
         max_failures: int = DEFAULT_MAX_FAILURES_LISTED,
-        log: logging.Logger | logging.LoggerAdapter | None = None,
+        log: ProgressLog | None = None,
         progress_every: float = PROGRESS_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
         retries: Callable[[], dict[str, int]] | None = None,
@@ -87,7 +94,8 @@ class ReportBuilder:
     @contextmanager
     def heartbeat(self) -> Iterator[None]:
         """Within the block, a progress line still comes every interval when no result does (a stall)."""
-        if self._log is None:
+        log = self._log
+        if log is None:
             yield
             return
         stop = threading.Event()
@@ -96,7 +104,7 @@ class ReportBuilder:
             while not stop.wait(self._every):
                 if self._clock() >= self._next_progress:
                     self._next_progress = self._clock() + self._every
-                    self._log.info("%s (waiting for answers)", self.progress_line())
+                    log.info("%s (waiting for answers)", self.progress_line())
 
         thread = threading.Thread(target=beat, name="juspay-progress", daemon=True)
         thread.start()
