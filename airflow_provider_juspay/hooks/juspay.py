@@ -48,6 +48,9 @@ class JuspayHook(BaseHook):
     :param juspay_conn_id: the Airflow connection (type ``juspay``), default ``juspay_default``.
     :param retry_policy: replaces the retry settings drawn from the connection's extras.
     :param pool_size: connections kept open; at least the bulk engine's concurrency.
+
+    The connection is read once, when first needed (never at DAG parse time); a connection that cannot
+    work raises ``ConfigError`` naming the field, and the operators fail without Airflow retries.
     """
 
     conn_name_attr = "juspay_conn_id"

@@ -36,17 +36,31 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
     """Send the fulfilment of one order, or of a short list of orders, to Juspay.
 
     Give either the fields of one order (``order_id``, ``fulfillment_status``, ...) or ``records``, a
-    list of mappings such as an upstream task's XCom. Every argument is templated.
+    list of mappings such as an upstream task's XCom.
 
     Returns (XCom) the result as a dict for one order, or a list of dicts for ``records``. The task
-    fails when any record ends ``rejected``, ``failed`` or ``invalid``, unless ``fail_on_error=False``;
-    the results are pushed to XCom under ``results`` first so a notifier can name the orders.
+    fails when any record is a failure (``rejected``, ``failed``, ``invalid``, ``not_attempted``),
+    unless ``fail_on_error=False``; the results are pushed to XCom under ``results`` first so a notifier
+    can name the orders. A refused key or an unusable connection fails it without Airflow retries.
 
-    :param records: mappings with record fields (or source names mapped by ``column_map``).
-    :param fail_on_error: fail the task when any record was not delivered (default True).
-
-    ``juspay_conn_id``, ``column_map``, ``defaults``, ``ledger_conn_id``, ``ledger_table`` and
-    ``on_change`` are as for every fulfilment operator (see ``FulfilmentOperatorBase``).
+    :param order_id: the order's id, as Juspay knows it (templated).
+    :param fulfillment_status: ``SUCCESS`` or ``FAILURE`` (templated).
+    :param fulfillment_command: e.g. ``NO_ACTION``, ``INITIATE_REFUND`` (templated).
+    :param fulfillment_time: when it happened: datetime, date or ISO-8601 text (templated).
+    :param fulfillment_id: your reference of the fulfilment, e.g. a delivery id (templated).
+    :param fulfillment_data: free text, or a mapping/list sent as JSON (templated).
+    :param routing_id: sent as ``x-routing-id``, e.g. the customer id (templated).
+    :param records: or mappings with record fields (or source names mapped by ``column_map``), or their
+        JSON text (templated).
+    :param fail_on_error: fail the task when any record is a failure (default True).
+    :param juspay_conn_id: the ``juspay`` connection, default ``juspay_default`` (templated).
+    :param column_map: ``{"source_column": "field"}`` renames.
+    :param defaults: values for fields a record lacks (templated).
+    :param ledger_conn_id: a SQL connection holding the delivery ledger (templated); reruns are safe.
+    :param ledger_table: the ledger's table, created when missing.
+    :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
+    :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 900).
+    :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
     """
 
     template_fields: Sequence[str] = (

@@ -48,8 +48,12 @@ class OrderStatusSensor(BaseSensorOperator):
     failed, auto-refunded), and on NOT_FOUND once ``not_found_grace`` has passed. With
     ``deferrable=True`` it waits in the triggerer (``OrderStatusTrigger``), which only reads.
 
-    :param target_statuses: statuses that end the wait successfully.
+    :param order_id: the order to watch (templated).
+    :param target_statuses: statuses that end the wait successfully, default ``CHARGED``: a list, or
+        comma-separated text (templated).
+    :param juspay_conn_id: the ``juspay`` connection, default ``juspay_default`` (templated).
     :param not_found_grace: seconds during which an unknown order is waited for, default 600.
+    :param deferrable: wait in the triggerer (default: Airflow's ``operators.default_deferrable``).
     """
 
     template_fields: Sequence[str] = ("order_id", "juspay_conn_id", "target_statuses")

@@ -73,12 +73,28 @@ class PushOutcome:
     stop: Stop | None
 
 
-def push(rows: Iterable[Mapping[str, Any]], *, report: ReportBuilder, **options: Any) -> PushOutcome:
-    """Validate, filter, send and count every row; each row read ends in exactly one outcome.
-
-    :param options: as for :class:`Push`.
+def push(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    report: ReportBuilder,
+    make_record: Callable[[Mapping[str, Any]], FulfilmentRecord],
+    send: Callable[[FulfilmentRecord], FulfilmentResult],
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    ledger: Ledger | LedgerPreview | None = None,
+    on_change: str = "send",
+    control: RunControl | None = None,
+) -> PushOutcome:
+    """The engine's one entry point: validate, filter, send and count every row; each row read ends in
+    exactly one outcome. The arguments are those of :class:`Push`; ``report`` folds the results.
     """
-    run = Push(**options)
+    run = Push(
+        make_record=make_record,
+        send=send,
+        max_concurrency=max_concurrency,
+        ledger=ledger,
+        on_change=on_change,
+        control=control,
+    )
     with report.heartbeat():
         for result in run.results(rows):
             report.add(result)

@@ -19,6 +19,10 @@ __all__ = ["OrderStatusTrigger"]
 class OrderStatusTrigger(BaseTrigger):
     """Yields one event: ``success``, ``failed``, ``timeout`` or ``error``, with the last status seen.
 
+    :param order_id: the order to watch.
+    :param juspay_conn_id: the ``juspay`` connection.
+    :param target_statuses: statuses that end the wait successfully.
+    :param poll_interval: seconds between reads.
     :param end_time: wall-clock epoch seconds after which the wait is over (it crosses processes).
     :param not_found_until: epoch seconds until which NOT_FOUND means "not yet" rather than failure.
     """
