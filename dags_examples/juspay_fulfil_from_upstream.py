@@ -19,7 +19,7 @@ from airflow_provider_juspay.operators.fulfilment import FulfilmentSyncOperator
     tags=["juspay", "example"],
 )
 def juspay_fulfil_from_upstream():
-    @task
+    @task(multiple_outputs=True)
     def delivered_order() -> dict:
         """Stands in for a real upstream: a courier webhook, a delivery system's export, ..."""
         return {"order_id": "ORD-1001", "delivered_at": "2026-11-26T18:30:00+05:30", "awb": "AWB-77001"}
