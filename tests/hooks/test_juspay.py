@@ -177,3 +177,29 @@ def test_airflow_lists_the_provider_and_its_connection_type():
     listing = next(line for line in hooks.stdout.splitlines() if line.startswith("["))
     entries = {h["connection_type"]: h for h in json.loads(listing)}
     assert entries["juspay"]["class"] == "airflow_provider_juspay.hooks.juspay.JuspayHook"
+
+
+def test_provider_info_follows_the_schema_airflow_ships_and_names_importable_things():
+    import importlib
+    import importlib.resources
+
+    import jsonschema
+
+    schema = json.loads(
+        importlib.resources.files("airflow").joinpath("provider_info.schema.json").read_text()
+    )
+    info = get_provider_info()
+    jsonschema.validate(info, schema)  # raises, naming the key, when the provider info drifts
+    modules = [
+        m
+        for key in ("hooks", "operators", "sensors", "triggers")
+        for e in info[key]
+        for m in e["python-modules"]
+    ]
+    classes = [c["hook-class-name"] for c in info["connection-types"]]
+    assert modules and classes
+    for module in modules:
+        importlib.import_module(module)
+    for path in classes:
+        module, _, name = path.rpartition(".")
+        assert isinstance(getattr(importlib.import_module(module), name), type), path
