@@ -2,15 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Another Airflow for the version matrix, e.g. `make test VENV=.venv-af31 AIRFLOW='apache-airflow==3.1.*'`.
+AIRFLOW ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench dist clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' $(AIRFLOW)
+	$(BIN)/python -c "import airflow; print('Airflow', airflow.__version__, 'in $(VENV)')"
 	touch $@
 
 demo: install
@@ -24,6 +27,12 @@ test: install
 # Benchmarks against the bundled sandbox (loopback only); sizes: `make bench BENCH_ARGS="--help"`.
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The wheel and sdist, and their metadata checked as PyPI would (CI runs this after the tests).
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 # Airflow reads its home and config at import time: point it at a throw-away one first.
@@ -18,7 +17,6 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
 
 import sqlite3  # noqa: E402
 from contextlib import closing  # noqa: E402
-from datetime import date  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -26,12 +24,7 @@ from airflow_provider_juspay.client import JuspayClient  # noqa: E402
 from airflow_provider_juspay.config import ClientConfig, RetryPolicy  # noqa: E402
 from airflow_provider_juspay.testing.sandbox import Sandbox  # noqa: E402
 from airflow_provider_juspay.testing.warehouse import seed_warehouse  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-API_KEY = "sk_test_SECRET_9f8e7d6c5b4a3921"
-MERCHANT_ID = "merchant_tests"
-#: Short waits so retry tests take milliseconds; real runs use the documented defaults.
-FAST_RETRY_EXTRAS = {"initial_wait": 0.01, "max_wait": 0.05, "read_timeout": 1.0, "connect_timeout": 1.0}
+from tests.helpers import API_KEY, DAY, MERCHANT_ID, conn_json  # noqa: E402
 
 
 @pytest.fixture
@@ -42,28 +35,11 @@ def sandbox():
         yield sb
 
 
-def conn_json(base_url: str, **extra: object) -> str:
-    """The env-var form of a ``juspay`` connection to the sandbox."""
-    return json.dumps(
-        {
-            "conn_type": "juspay",
-            "login": MERCHANT_ID,
-            "password": API_KEY,
-            "host": base_url,
-            "extra": {**FAST_RETRY_EXTRAS, **extra},
-        }
-    )
-
-
 @pytest.fixture
 def juspay_conn(sandbox, monkeypatch):
     """``juspay_default`` pointing at the sandbox, as users set it: an AIRFLOW_CONN_ variable."""
     monkeypatch.setenv("AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url))
     return "juspay_default"
-
-
-DAY = date(2026, 11, 26)
-SELECT_ALL = "SELECT * FROM fulfilments ORDER BY id"
 
 
 @pytest.fixture
@@ -150,59 +126,3 @@ def airflow_db():
         timeout=300,
     )
     return _AIRFLOW_HOME
-
-
-@dataclass
-class DagRunOutcome:
-    """What a ``dag.test()`` run left in the metadata DB."""
-
-    state: str
-    task_states: dict[str, str]
-    xcom: dict[tuple[str, str], object]
-
-
-def run_dag(dag_id: str, conf: dict | None = None) -> DagRunOutcome:
-    """Run a DAG of tests/dags in-process with ``dag.test()`` and read back states and XComs."""
-    from airflow.utils.session import create_session
-
-    dag = DagBag(dag_folder=str(REPO / "tests" / "dags")).get_dag(dag_id)
-    dagrun = dag.test(run_conf=conf or {})
-    with create_session() as session:
-        states = {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances(session=session)}
-    return DagRunOutcome(str(dagrun.state), states, xcoms(dag_id, dagrun.run_id))
-
-
-def DagBag(dag_folder: str):
-    """Airflow's DagBag, from where this Airflow keeps it (3.1: airflow.models; later: dag_processing)."""
-    try:
-        from airflow.dag_processing.dagbag import DagBag as Bag
-    except ImportError:
-        from airflow.models.dagbag import DagBag as Bag
-    return Bag(dag_folder=dag_folder)
-
-
-def xcoms(dag_id: str, run_id: str | None = None) -> dict[tuple, object]:
-    """XComs of a DAG run (the latest run when ``run_id`` is None), by (task id, key)."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        if run_id is None:
-            run_id = (
-                session.query(DagRun.run_id)
-                .filter(DagRun.dag_id == dag_id)
-                .order_by(DagRun.id.desc())
-                .limit(1)
-                .scalar()
-            )
-        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
-        # Mapped tasks push one value per map index: their keys carry it as a third part.
-        return {
-            (row.task_id, row.key, *([row.map_index] if row.map_index >= 0 else [])): _xcom_value(row.value)
-            for row in rows
-        }
-
-
-def _xcom_value(value: object) -> object:
-    return json.loads(value) if isinstance(value, str) else value

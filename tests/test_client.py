@@ -11,7 +11,7 @@ from airflow_provider_juspay.client import USER_AGENT, JuspayClient
 from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts
 from airflow_provider_juspay.errors import AuthError, NotFound
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, Outcome
-from tests.conftest import API_KEY, MERCHANT_ID
+from tests.helpers import API_KEY, MERCHANT_ID
 
 
 class SleepRecorder:

@@ -13,7 +13,7 @@ from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts
 from airflow_provider_juspay.errors import UnexpectedResponse
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, Outcome
 from airflow_provider_juspay.testing.sandbox import Sandbox
-from tests.conftest import API_KEY, MERCHANT_ID
+from tests.helpers import API_KEY, MERCHANT_ID
 
 
 def client_for(base_url, *, attempts=3, deadline=60.0, read=5.0, max_answer_bytes=1024 * 1024):

@@ -13,7 +13,7 @@ from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
-from tests.conftest import MERCHANT_ID
+from tests.helpers import MERCHANT_ID
 from tests.hostile import rows
 
 DELIVERED_HERE = {"sent", "already_fulfilled", "skipped", "held_elsewhere"}

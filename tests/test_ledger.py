@@ -14,7 +14,7 @@ from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
-from tests.conftest import API_KEY, MERCHANT_ID
+from tests.helpers import API_KEY, MERCHANT_ID
 
 
 @pytest.fixture

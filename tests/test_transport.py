@@ -9,7 +9,7 @@ from airflow_provider_juspay.client import _transport_for
 from airflow_provider_juspay.config import ClientConfig, Timeouts
 from airflow_provider_juspay.errors import TransportError
 from airflow_provider_juspay.transport import SessionTransport, StdlibTransport
-from tests.conftest import API_KEY, MERCHANT_ID
+from tests.helpers import API_KEY, MERCHANT_ID
 
 HEADERS = {
     "Authorization": "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode(),

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import API_KEY, DAY, REPO, DagBag, conn_json, xcoms
+from tests.helpers import API_KEY, DAY, REPO, DagBag, conn_json, xcoms
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from contextlib import closing
 import pytest
 
 from airflow_provider_juspay.fulfilment import RECORD_FIELDS, FulfilmentRecord
-from tests.conftest import run_dag
+from tests.helpers import run_dag
 from tests.hostile import JUNK_COLUMNS, json_junk_rows, sql_junk_rows
 
 pytestmark = pytest.mark.e2e

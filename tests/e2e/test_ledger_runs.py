@@ -13,7 +13,7 @@ from contextlib import closing
 
 import pytest
 
-from tests.conftest import SELECT_ALL, conn_json, run_dag
+from tests.helpers import SELECT_ALL, conn_json, run_dag
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SELECT_ALL, conn_json, run_dag
+from tests.helpers import SELECT_ALL, conn_json, run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -173,7 +173,7 @@ def test_sigterm_stops_the_run_within_seconds_writes_every_outcome_and_the_rerun
 
 def run_dag_xcom_report(_path) -> dict | None:
     """The cancelled run's report, pushed under `report` before the task failed (latest run of the DAG)."""
-    from tests.conftest import xcoms
+    from tests.helpers import xcoms
 
     return xcoms("juspay_test_bulk_ledger").get(("push", "report"))
 

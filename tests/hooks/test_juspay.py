@@ -15,7 +15,7 @@ from airflow_provider_juspay.config import BASE_URLS
 from airflow_provider_juspay.errors import ConfigError, RecordError
 from airflow_provider_juspay.fulfilment import Outcome
 from airflow_provider_juspay.hooks.juspay import JuspayHook
-from tests.conftest import API_KEY, MERCHANT_ID, conn_json
+from tests.helpers import API_KEY, MERCHANT_ID, conn_json
 
 GOOD = {"order_id": "H-1", "fulfillment_status": "SUCCESS", "fulfillment_command": "INVOICE"}
 

@@ -8,7 +8,7 @@ from contextlib import closing
 import pytest
 
 from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
-from tests.conftest import SELECT_ALL, run_dag
+from tests.helpers import SELECT_ALL, run_dag
 
 pytestmark = pytest.mark.e2e
 

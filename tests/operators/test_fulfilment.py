@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_juspay.operators.fulfilment import FulfilmentSyncOperator
-from tests.conftest import API_KEY, run_dag
+from tests.helpers import API_KEY, run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +81,7 @@ def test_fail_on_error_false_returns_every_outcome(airflow_db, sandbox, juspay_c
 
 
 def test_bad_api_key_stops_the_run_and_keeps_the_key_out_of_xcom(airflow_db, sandbox, monkeypatch):
-    from tests.conftest import conn_json
+    from tests.helpers import conn_json
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url).replace(API_KEY, API_KEY + "_old")

@@ -15,7 +15,7 @@ import pytest
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
 from airflow_provider_juspay.sync.ledger import Ledger
-from tests.conftest import MERCHANT_ID, SELECT_ALL, conn_json, run_dag
+from tests.helpers import MERCHANT_ID, SELECT_ALL, conn_json, run_dag
 
 pytestmark = pytest.mark.e2e
 

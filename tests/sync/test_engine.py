@@ -16,7 +16,7 @@ from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import dry_run_send, push
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
-from tests.conftest import API_KEY, MERCHANT_ID
+from tests.helpers import API_KEY, MERCHANT_ID
 
 N = 400
 

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import API_KEY, MERCHANT_ID
+from tests.helpers import API_KEY, MERCHANT_ID
 
 AUTH = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
 

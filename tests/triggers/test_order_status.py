@@ -8,7 +8,7 @@ import time
 import pytest
 
 from airflow_provider_juspay.triggers.order_status import OrderStatusTrigger
-from tests.conftest import conn_json
+from tests.helpers import conn_json
 
 
 def make(order_id="T-1", **changes):
