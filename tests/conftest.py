@@ -27,6 +27,25 @@ from airflow_provider_juspay.testing.warehouse import seed_warehouse  # noqa: E4
 from tests.helpers import API_KEY, DAY, MERCHANT_ID, conn_json  # noqa: E402
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Airflow's deprecation warnings are errors here (other libraries' stay ignored, see pyproject):
+    the provider must raise none. Their classes differ between Airflow versions: only those present."""
+    import importlib
+
+    for path in (
+        "airflow.exceptions.AirflowProviderDeprecationWarning",
+        "airflow.exceptions.RemovedInAirflow4Warning",
+        "airflow.sdk.exceptions.RemovedInAirflow4Warning",
+        "airflow.utils.deprecation_tools.DeprecatedImportWarning",
+    ):
+        module, _, name = path.rpartition(".")
+        try:
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        config.addinivalue_line("filterwarnings", f"error::{path}")
+
+
 @pytest.fixture
 def sandbox():
     """A fresh sandbox: every order CHARGED except ``UNPAID-*`` (NEW) and ``UNKNOWN-*`` (not found)."""
