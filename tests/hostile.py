@@ -15,7 +15,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from airflow_provider_juspay.fulfilment import KNOWN_COMMANDS, RECORD_FIELDS
+from airflow_provider_juspay.fulfilment import KNOWN_COMMANDS, RECORD_FIELDS, FulfilmentRecord
 
 HOSTILE_IDS = (
     "/", "?", "#", "%", "%2F", ".", "..", "...", " ", "a b", "a/b", "../x", "ünï✓", "\x00", "\x85",
@@ -26,6 +26,15 @@ COMMANDS = (*sorted(KNOWN_COMMANDS), "no_action", " invoice ", "SHIP", "", "NO_A
 ZONES = [timezone(timedelta(hours=h)) for h in (-12, -5, 0, 5, 14)] + [timezone(timedelta(minutes=-1439))]
 
 JUNK_COLUMNS = [*RECORD_FIELDS, "unknown_column"]
+
+
+def is_valid(row: Any) -> bool:
+    """Whether the record model takes the row: the rows a run must deliver."""
+    try:
+        FulfilmentRecord.from_mapping(row)
+    except Exception:
+        return False
+    return True
 
 
 def good_row(order_id: str, command: str) -> dict[str, str]:

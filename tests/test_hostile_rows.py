@@ -14,24 +14,16 @@ from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.helpers import MERCHANT_ID
-from tests.hostile import rows
+from tests.hostile import is_valid, rows
 
 DELIVERED_HERE = {"sent", "already_fulfilled", "skipped", "held_elsewhere"}
 _tries = itertools.count(1)
 
 
-def valid(row) -> bool:
-    try:
-        FulfilmentRecord.from_mapping(row)
-    except Exception:
-        return False
-    return True
-
-
 def check_run(batch, report, sandbox) -> None:
     """The invariants of any run: one outcome per row, named invalid rows, valid rows delivered."""
     assert report["total"] == len(batch) and sum(report["counts"].values()) == len(batch)
-    good = sum(valid(row) for row in batch)
+    good = sum(is_valid(row) for row in batch)
     assert sum(report["counts"][o] for o in DELIVERED_HERE) == good, report["counts"]
     assert report["counts"]["invalid"] == len(batch) - good
     for failure in report["failures"]:

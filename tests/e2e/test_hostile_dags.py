@@ -9,9 +9,9 @@ from contextlib import closing
 
 import pytest
 
-from airflow_provider_juspay.fulfilment import RECORD_FIELDS, FulfilmentRecord
+from airflow_provider_juspay.fulfilment import RECORD_FIELDS
 from tests.helpers import run_dag
-from tests.hostile import JUNK_COLUMNS, json_junk_rows, sql_junk_rows
+from tests.hostile import JUNK_COLUMNS, is_valid, json_junk_rows, sql_junk_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -19,18 +19,10 @@ N = 1500
 DELIVERED_HERE = ("sent", "already_fulfilled", "skipped", "held_elsewhere")
 
 
-def valid(row) -> bool:
-    try:
-        FulfilmentRecord.from_mapping(row)
-    except Exception:
-        return False
-    return True
-
-
 def assert_every_row_judged(outcome, rows, sandbox):
     assert outcome.task_states["push"] == "success", outcome.task_states
     report = outcome.xcom[("push", "return_value")]
-    good = sum(valid(row) for row in rows)
+    good = sum(is_valid(row) for row in rows)
     assert report["total"] == len(rows) == sum(report["counts"].values())
     assert sum(report["counts"][o] for o in DELIVERED_HERE) == good > N // 5, report["counts"]
     assert report["counts"]["invalid"] == len(rows) - good
