@@ -104,6 +104,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_juspay.triggers.order_status"],
             }
         ],
+        "notifications": ["airflow_provider_juspay.notifications.fulfilment.FulfilmentReportNotifier"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_juspay.hooks.juspay.JuspayHook",

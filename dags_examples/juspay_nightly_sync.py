@@ -13,6 +13,7 @@ import pendulum
 from airflow.sdk import dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from airflow_provider_juspay.notifications.fulfilment import FulfilmentReportNotifier
 from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
 from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
 
@@ -42,6 +43,10 @@ def juspay_nightly_sync():
         max_failure_ratio=0.05,
         trigger_rule="all_done",
         timeout=600,
+        # The failed orders, in a few lines, where people look: give it your notifier, e.g.
+        # FulfilmentReportNotifier(notifier=SlackNotifier(text="{{ juspay_report }}", channel="#payments")).
+        # Without one, the message goes to the task log.
+        on_failure_callback=FulfilmentReportNotifier(),
     )
     push >> check
 

@@ -286,6 +286,22 @@ class RunReport:
             return f"{failures} of {self.total} records failed ({ratio:.1%}), over {' and '.join(over)}"
         return None
 
+    def summary(self, *, failures_shown: int = 5) -> str:
+        """A short message for people: outcomes seen, the top error codes, the first failed orders."""
+        seen = ", ".join(f"{name} {n}" for name, n in self.counts.items() if n) or "no rows"
+        lines = [f"{self.total} records: {seen}" + (" (dry run)" if self.dry_run else "")]
+        if self.stopped:
+            lines.append(f"stopped early ({self.stopped['error_code']}): {self.stopped['message']}")
+        if self.errors:
+            top = sorted(self.errors.items(), key=lambda kv: -kv[1])[:3]
+            lines.append("top errors: " + ", ".join(f"{code} {n}" for code, n in top))
+        for f in self.failures[:failures_shown]:
+            code, message = f.get("error_code") or "", f.get("message") or ""
+            lines.append(f"- {f['order_id']}: {f['outcome']} {code} {message}".rstrip())
+        if len(self.failures) > failures_shown or self.failure_count > len(self.failures[:failures_shown]):
+            lines.append(f"({self.failure_count} failures in all)")
+        return "\n".join(lines)
+
     def format(self, *, failures_shown: int = 10) -> str:
         """The end-of-run table: outcomes, error codes, retries and the first failures."""
         lines = [

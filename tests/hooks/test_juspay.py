@@ -196,7 +196,7 @@ def test_provider_info_follows_the_schema_airflow_ships_and_names_importable_thi
         for e in info[key]
         for m in e["python-modules"]
     ]
-    classes = [c["hook-class-name"] for c in info["connection-types"]]
+    classes = [c["hook-class-name"] for c in info["connection-types"]] + info["notifications"]
     assert modules and classes
     for module in modules:
         importlib.import_module(module)

@@ -1,0 +1,63 @@
+"""FulfilmentReportNotifier: the report in a few lines, delivered by another notifier or to the log."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
+from airflow_provider_juspay.notifications.fulfilment import FulfilmentReportNotifier
+from airflow_provider_juspay.sync.report import ReportBuilder
+from tests.helpers import FakeTaskInstance, run_dag
+
+
+def pushed_report(*outcomes: Outcome) -> dict:
+    builder = ReportBuilder()
+    for i, outcome in enumerate(outcomes):
+        builder.add(
+            FulfilmentResult(
+                order_id=f"N-{i}", outcome=outcome, error_code="RESOURCE_NOT_FOUND", message="No txn"
+            )
+        )
+    return builder.finish().to_dict()
+
+
+def test_the_message_names_counts_top_errors_and_the_first_failed_orders():
+    ti = FakeTaskInstance({("unit_task", "report"): pushed_report(Outcome.SENT, *[Outcome.REJECTED] * 4)})
+    sent: list[str] = []
+    FulfilmentReportNotifier(notifier=sent.append, max_failures_listed=2).notify({"ti": ti})
+    (message,) = sent
+    assert "unit_dag / unit_run" in message and "sent 1, rejected 4" in message
+    assert "top errors: RESOURCE_NOT_FOUND 4" in message
+    assert "- N-1: rejected RESOURCE_NOT_FOUND No txn" in message and "N-3" not in message
+    assert "(4 failures in all)" in message
+
+
+def test_shards_are_added_up_and_a_missing_report_is_said():
+    shards = [pushed_report(Outcome.SENT), pushed_report(Outcome.FAILED)]
+    message = FulfilmentReportNotifier(task_id="push").message(
+        {"ti": FakeTaskInstance({("push", "return_value"): shards})}
+    )
+    assert "2 records: sent 1, failed 1" in message and "1 records failed" in message
+    assert "no report was pushed" in FulfilmentReportNotifier().message({"ti": FakeTaskInstance()})
+
+
+@pytest.mark.e2e
+def test_a_real_dag_run_tells_its_success_and_its_failure(
+    airflow_db, sandbox, juspay_conn, tmp_path, monkeypatch
+):
+    sink = tmp_path / "notifications.txt"
+    monkeypatch.setenv("JUSPAY_TEST_NOTIFICATIONS", str(sink))
+    good = [
+        {"order_id": f"OK-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        for i in range(3)
+    ]
+    assert run_dag("juspay_test_notified", {"records": good}).task_states["push"] == "success"
+    unpaid = [
+        {"order_id": f"UNPAID-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        for i in range(4)
+    ]
+    assert run_dag("juspay_test_notified", {"records": unpaid}).task_states["push"] == "failed"
+    success, failure = sink.read_text().split("\n=====\n")[:2]
+    assert "juspay_test_notified" in success and ": ok" in success and "sent 3" in success
+    assert "rejected 4" in failure and "- UNPAID-0: rejected RESOURCE_NOT_FOUND" in failure
+    assert "(4 failures in all)" in failure
