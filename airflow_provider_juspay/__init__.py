@@ -105,6 +105,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "notifications": ["airflow_provider_juspay.notifications.fulfilment.FulfilmentReportNotifier"],
+        "extra-links": ["airflow_provider_juspay.operators.links.JuspayDashboardLink"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_juspay.hooks.juspay.JuspayHook",

@@ -19,6 +19,7 @@ __all__ = [
     "RetryPolicy",
     "Timeouts",
     "base_url_for",
+    "portal_url",
 ]
 
 #: Juspay's global hosts by environment; other regions (EU, Brazil) are set through the host field.
@@ -115,6 +116,19 @@ class ClientConfig:
         if self.max_answer_bytes < 1024:
             raise ConfigError(f"max_answer_bytes must be >= 1024, got {self.max_answer_bytes!r}")
         object.__setattr__(self, "base_url", check_base_url(self.base_url))
+
+
+#: Juspay's merchant dashboards: where people look at the orders a sync told Juspay about.
+PORTALS: dict[str, str] = {
+    "sandbox": "https://sandbox.portal.juspay.in",
+    "production": "https://portal.juspay.in",
+}
+
+
+def portal_url(base_url: str) -> str:
+    """The dashboard of an API base URL: sandbox hosts (and the local sandbox) get the sandbox one."""
+    host = urlsplit(base_url).hostname or ""
+    return PORTALS["sandbox"] if "sandbox" in host or is_loopback(host) else PORTALS["production"]
 
 
 def base_url_for(host: str | None, environment: str | None) -> str:

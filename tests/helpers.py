@@ -84,7 +84,13 @@ def xcoms(dag_id: str, run_id: str | None = None) -> dict[tuple, object]:
 
 
 def _xcom_value(value: object) -> object:
-    return json.loads(value) if isinstance(value, str) else value
+    """XComs are JSON text in the metadata DB, except values Airflow stores as they are (extra links)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 class FakeTaskInstance:

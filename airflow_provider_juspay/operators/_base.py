@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.hooks.juspay import JuspayHook
 from airflow_provider_juspay.hooks.sql import db_api_hook
+from airflow_provider_juspay.operators.links import JuspayDashboardLink
 from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.ledger import DEFAULT_LEASE_S, DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
@@ -39,6 +40,8 @@ class FulfilmentOperatorBase(BaseOperator):
         (``BreakerPolicy``; default: 20 transient failures in a row, or 80% of the last 50 attempts,
         lasting 5 s; 3 answers in a row that are not Juspay's).
     """
+
+    operator_extra_links = (JuspayDashboardLink(),)
 
     def __init__(
         self,

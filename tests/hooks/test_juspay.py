@@ -197,6 +197,7 @@ def test_provider_info_follows_the_schema_airflow_ships_and_names_importable_thi
         for m in e["python-modules"]
     ]
     classes = [c["hook-class-name"] for c in info["connection-types"]] + info["notifications"]
+    classes += info["extra-links"]
     assert modules and classes
     for module in modules:
         importlib.import_module(module)

@@ -59,5 +59,18 @@ def test_a_real_dag_run_tells_its_success_and_its_failure(
     assert run_dag("juspay_test_notified", {"records": unpaid}).task_states["push"] == "failed"
     success, failure = sink.read_text().split("\n=====\n")[:2]
     assert "juspay_test_notified" in success and ": ok" in success and "sent 3" in success
-    assert "rejected 4" in failure and "- UNPAID-0: rejected RESOURCE_NOT_FOUND" in failure
+    assert "rejected 4" in failure
+    assert failure.count(": rejected RESOURCE_NOT_FOUND") == 3, "the first three failed orders, named"
     assert "(4 failures in all)" in failure
+
+
+@pytest.mark.e2e
+def test_push_tasks_carry_a_juspay_dashboard_link(airflow_db, sandbox, juspay_conn, tmp_path, monkeypatch):
+    from airflow_provider_juspay.config import portal_url
+
+    monkeypatch.setenv("JUSPAY_TEST_NOTIFICATIONS", str(tmp_path / "n.txt"))
+    good = [{"order_id": "LINK-1", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}]
+    outcome = run_dag("juspay_test_notified", {"records": good})
+    assert outcome.xcom[("push", "_link_JuspayDashboardLink")] == "https://sandbox.portal.juspay.in"
+    assert portal_url("https://api.juspay.in") == "https://portal.juspay.in"
+    assert portal_url("https://sandbox.juspay.in") == "https://sandbox.portal.juspay.in"
