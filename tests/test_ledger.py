@@ -9,7 +9,7 @@ from functools import partial
 
 import pytest
 
-from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.fulfilment import FulfilmentRecord, Outcome
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
@@ -281,3 +281,26 @@ def test_a_ledger_table_of_the_first_release_gains_the_new_columns_and_keeps_its
     first = run(client, ledger, rows(4))
     second = run(client, make_ledger(db, try_number=2), rows(4))
     assert (first["counts"]["sent"], second["counts"]["skipped"]) == (4, 4)
+
+
+def test_a_live_run_renews_the_lease_of_the_keys_it_holds(db):
+    ledger = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-1", "push", 1), lease_s=0.2)
+    ledger.ensure_table()
+    list(ledger.filter([FulfilmentRecord.from_mapping(r) for r in rows(3)]))
+
+    def leases():
+        cursor = db.cursor()
+        cursor.execute("SELECT lease_until FROM juspay_fulfilment_ledger")
+        found = {row[0] for row in cursor.fetchall()}
+        cursor.close()
+        db.commit()
+        return found
+
+    (first,) = leases()
+    time.sleep(0.06)  # past a quarter of the lease
+    ledger.flush()  # nothing to write, but keys in flight: the lease moves on
+    (renewed,) = leases()
+    assert renewed > first
+    other = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("other", "run-2", "push", 1))
+    decided = list(other.filter([FulfilmentRecord.from_mapping(r) for r in rows(3)]))
+    assert all(getattr(item, "outcome", None) is Outcome.HELD_ELSEWHERE for item in decided)
