@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SELECT_ALL, conn_json, run_dag
+from tests.helpers import SELECT_ALL, conn_json, run_dag, xcoms
 
 pytestmark = pytest.mark.e2e
 
@@ -158,8 +158,11 @@ def test_sigterm_stops_the_run_within_seconds_writes_every_outcome_and_the_rerun
     states = ledger_states(lambda: sqlite3.connect(path, timeout=10))
     assert states.get("in_flight", 0) == 0, f"every outcome known was written: {states}"
     assert sum(states.values()) < seeded.good + seeded.unknown, "stopped before the end"
-    report = run_dag_xcom_report(path)
-    assert report is None or report["stopped"]["error_code"] == "CANCELLED"
+    report = xcoms("juspay_test_bulk_ledger").get(("push", "report"))
+    assert report is not None, "the partial report was pushed before the task failed"
+    assert report["stopped"]["error_code"] == "CANCELLED" and report["total"] == sum(
+        report["counts"].values()
+    )
 
     sent_before = len(sandbox.accepted)
     rerun = dags_test("juspay_test_bulk_ledger", {"sql": SELECT_ALL}, env)
@@ -169,13 +172,6 @@ def test_sigterm_stops_the_run_within_seconds_writes_every_outcome_and_the_rerun
     assert final.get("in_flight", 0) == 0 and final.get("not_attempted", 0) == 0
     assert final.get("sent", 0) + final.get("already_fulfilled", 0) == seeded.good
     assert sandbox.doubles() == {} and len(sandbox.accepted) == seeded.good > sent_before
-
-
-def run_dag_xcom_report(_path) -> dict | None:
-    """The cancelled run's report, pushed under `report` before the task failed (latest run of the DAG)."""
-    from tests.helpers import xcoms
-
-    return xcoms("juspay_test_bulk_ledger").get(("push", "report"))
 
 
 def test_a_full_outage_fails_the_task_in_seconds_with_the_report_pushed(airflow_db, sandbox, monkeypatch):
