@@ -19,8 +19,10 @@ from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.ledger import DEFAULT_LEASE_S, DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
 from airflow_provider_juspay.sync.pacer import Pacer
+from airflow_provider_juspay.sync.report import RunReport
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 
@@ -62,6 +64,9 @@ class FulfilmentOperatorBase(BaseOperator):
         self.ledger_lease = ledger_lease
         self.circuit_breaker = circuit_breaker
         self._control: RunControl | None = None
+        # What this try did, for OpenLineage (read by the listener on the worker after execute).
+        self._report: RunReport | None = None
+        self._error: BaseException | None = None
         self.juspay_conn_id = juspay_conn_id
         self.column_map = column_map
         self.defaults = defaults
@@ -129,3 +134,36 @@ class FulfilmentOperatorBase(BaseOperator):
         finally:
             with contextlib.suppress(Exception):  # a connection that already failed must not mask why
                 connection.close()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """Lineage of a finished push: what it read, Juspay's ``orders/fulfillment`` and the counts."""
+        return self._openlineage()
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage | None:
+        """The same for a failed push (with its counts so far, when it had any, and the error)."""
+        return self._openlineage()
+
+    def _failed(self, error: BaseException) -> BaseException:
+        """Remember why this try fails (for lineage) and hand the exception back to raise."""
+        self._error = error
+        return error
+
+    def lineage_inputs(self) -> list[Any]:
+        """The datasets this task reads (OpenLineage ``Dataset``s); records from XCom are none."""
+        return []
+
+    def _openlineage(self) -> OperatorLineage | None:
+        try:
+            from airflow_provider_juspay.operators import _lineage
+        except ImportError:  # the OpenLineage provider is not installed: no lineage, no noise
+            return None
+        try:
+            base_url: str | None = self.hook.config.base_url
+        except Exception:  # an unusable connection is the task's own error, reported there
+            base_url = None
+        try:
+            inputs = self.lineage_inputs()
+        except Exception as exc:  # lineage must never hide the push's own outcome
+            self.log.warning("OpenLineage could not name the tables the query reads: %s", exc)
+            inputs = []
+        return _lineage.lineage(base_url=base_url, report=self._report, inputs=inputs, error=self._error)

@@ -137,11 +137,16 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             )
         payload = [r.to_dict() for r in results]
         stop = run.stop_reason
+        builder = ReportBuilder(total=len(results))
+        for result in results:
+            builder.add(result)
+        self._report = builder.finish(stop)
+        # The same report as the bulk operator's, for notifiers and lineage (a few hundred bytes).
+        context["ti"].xcom_push(key="report", value=self._report.to_dict())
         if stop is not None:
             context["ti"].xcom_push(key="results", value=payload)
-            raise _stop_error(
-                stop, self.juspay_conn_id, sum(r.outcome is Outcome.NOT_ATTEMPTED for r in results)
-            )
+            unsent = sum(r.outcome is Outcome.NOT_ATTEMPTED for r in results)
+            raise self._failed(_stop_error(stop, self.juspay_conn_id, unsent))
         self._raise_on_failures(results, context, payload)
         return payload[0] if single else payload
 
@@ -159,7 +164,9 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             f"{r.order_id}: {r.outcome.value} {r.error_code or ''} {r.message or ''}".strip()
             for r in failures[:10]
         )
-        raise AirflowException(f"{len(failures)} of {len(results)} fulfilments not delivered: {shown}")
+        raise self._failed(
+            AirflowException(f"{len(failures)} of {len(results)} fulfilments not delivered: {shown}")
+        )
 
 
 def _stop_error(stop: Stop, conn_id: str, unsent: int) -> Exception:
@@ -336,18 +343,29 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 )
         finally:
             self.hook.close()
-        report = outcome.report
+        report = self._report = outcome.report
         self.log.info("%s", report.format())
         problem = report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
         if problem is not None:
             context["ti"].xcom_push(key="report", value=report.to_dict())
             if outcome.stop is not None:
-                raise _stop_error(outcome.stop, self.juspay_conn_id, report.counts["not_attempted"])
-            raise AirflowException(
-                f"{problem}; an Airflow retry (or the next run, with a ledger) sends only what was not "
-                f"delivered. By error code: {report.errors}"
+                unsent = report.counts["not_attempted"]
+                raise self._failed(_stop_error(outcome.stop, self.juspay_conn_id, unsent))
+            raise self._failed(
+                AirflowException(
+                    f"{problem}; an Airflow retry (or the next run, with a ledger) sends only what was not "
+                    f"delivered. By error code: {report.errors}"
+                )
             )
         return report.to_dict()
+
+    def lineage_inputs(self) -> list[Any]:
+        """The tables the query reads, parsed as common-sql's operators parse theirs."""
+        if self.sql is None or not str(self.sql).strip():
+            return []
+        from airflow_provider_juspay.operators._lineage import sql_inputs
+
+        return sql_inputs(db_api_hook(str(self.sql_conn_id)), str(self.sql_conn_id), str(self.sql))
 
     def _known_total(self) -> int | None:
         """Rows to expect (for the ETA): the parsed records, never the length of their JSON text."""
