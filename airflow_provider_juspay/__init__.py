@@ -104,6 +104,13 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_juspay.triggers.order_status"],
             }
         ],
+        "asset-uris": [
+            {
+                "schemes": ["juspay"],
+                "handler": "airflow_provider_juspay.assets.juspay.sanitize_uri",
+                "factory": "airflow_provider_juspay.assets.juspay.create_asset",
+            }
+        ],
         "notifications": ["airflow_provider_juspay.notifications.fulfilment.FulfilmentReportNotifier"],
         "extra-links": ["airflow_provider_juspay.operators.links.JuspayDashboardLink"],
         "connection-types": [

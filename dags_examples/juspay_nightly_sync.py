@@ -13,6 +13,7 @@ import pendulum
 from airflow.sdk import dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from airflow_provider_juspay.assets.juspay import create_asset
 from airflow_provider_juspay.notifications.fulfilment import FulfilmentReportNotifier
 from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
 from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
@@ -35,6 +36,8 @@ def juspay_nightly_sync():
         ledger_conn_id="warehouse",
         max_concurrency=32,
         max_failure_ratio=0.2,  # fail loudly when a fifth of the day could not be delivered
+        # A successful push emits an asset event carrying its counts: juspay_reconcile runs on it.
+        outlets=[create_asset(merchant_id="demo_merchant")],  # your merchant id
     )
     # A visible, actionable result: passes when under 5% of the day failed, else lists the orders.
     check = FulfilmentFailureSensor(

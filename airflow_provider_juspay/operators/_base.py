@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
 from airflow.sdk import BaseOperator
 
+from airflow_provider_juspay.assets.juspay import merchant_of
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.hooks.juspay import JuspayHook
 from airflow_provider_juspay.hooks.sql import db_api_hook
@@ -142,6 +143,42 @@ class FulfilmentOperatorBase(BaseOperator):
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage | None:
         """The same for a failed push (with its counts so far, when it had any, and the error)."""
         return self._openlineage()
+
+    def announce(self, context: Context) -> None:
+        """Put this run's counts in the extra of the asset events of its ``outlets`` (Assets only).
+
+        With a partition key (Airflow 3.2+ partitioned runs) the events carry it as well.
+        """
+        report, events = self._report, context.get("outlet_events")
+        if report is None or events is None:
+            return
+        from airflow.sdk import Asset
+
+        ti = context["ti"]
+        partition_key = context.get("partition_key")
+        extra: dict[str, Any] = {
+            **report.counts_only(),
+            "dag_id": ti.dag_id,
+            "run_id": ti.run_id,
+            "task_id": ti.task_id,
+        }
+        if getattr(ti, "map_index", -1) not in (None, -1):
+            extra["map_index"] = ti.map_index
+        if partition_key:
+            extra["partition_key"] = partition_key
+        merchant_id = self.hook.config.merchant_id
+        for outlet in self.outlets:
+            if not isinstance(outlet, Asset):
+                continue
+            named = merchant_of(outlet.uri)
+            if named is not None and named != merchant_id:
+                self.log.warning(
+                    "outlet %s names merchant %r; this task pushed for %r", outlet.uri, named, merchant_id
+                )
+            event = events[outlet]
+            event.extra.update(extra)
+            if partition_key and hasattr(event, "add_partitions"):  # Airflow 3.2+
+                event.add_partitions(partition_key)
 
     def _failed(self, error: BaseException) -> BaseException:
         """Remember why this try fails (for lineage) and hand the exception back to raise."""

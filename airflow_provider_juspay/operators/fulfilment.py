@@ -148,6 +148,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             unsent = sum(r.outcome is Outcome.NOT_ATTEMPTED for r in results)
             raise self._failed(_stop_error(stop, self.juspay_conn_id, unsent))
         self._raise_on_failures(results, context, payload)
+        self.announce(context)
         return payload[0] if single else payload
 
     def _single_row(self) -> dict[str, Any]:
@@ -357,6 +358,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                     f"delivered. By error code: {report.errors}"
                 )
             )
+        self.announce(context)
         return report.to_dict()
 
     def lineage_inputs(self) -> list[Any]:

@@ -286,6 +286,16 @@ class RunReport:
             return f"{failures} of {self.total} records failed ({ratio:.1%}), over {' and '.join(over)}"
         return None
 
+    def counts_only(self) -> dict[str, Any]:
+        """The few numbers an event carries (an asset event's extra): no failure list, no timings."""
+        return {
+            "total": self.total,
+            "counts": dict(self.counts),
+            "failure_count": self.failure_count,
+            "failure_ratio": round(self.failure_ratio, 6),
+            "dry_run": self.dry_run,
+        }
+
     def summary(self, *, failures_shown: int = 5) -> str:
         """A short message for people: outcomes seen, the top error codes, the first failed orders."""
         seen = ", ".join(f"{name} {n}" for name, n in self.counts.items() if n) or "no rows"

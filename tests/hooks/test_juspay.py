@@ -204,3 +204,8 @@ def test_provider_info_follows_the_schema_airflow_ships_and_names_importable_thi
     for path in classes:
         module, _, name = path.rpartition(".")
         assert isinstance(getattr(importlib.import_module(module), name), type), path
+    [uris] = info["asset-uris"]
+    assert uris["schemes"] == ["juspay"]
+    for path in (uris["handler"], uris["factory"]):
+        module, _, name = path.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name)), path

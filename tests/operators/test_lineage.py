@@ -40,7 +40,7 @@ def test_the_juspay_namespace_is_scheme_and_host_only(base_url, namespace):
         ("SELECT * FROM t WHERE d = %s", "SELECT * FROM t WHERE d = NULL"),
         ("SELECT * FROM t WHERE d = %(day)s AND s = ?", "SELECT * FROM t WHERE d = NULL AND s = NULL"),
         ("SELECT * FROM t WHERE d = :1", "SELECT * FROM t WHERE d = NULL"),
-        ("SELECT '%s?' , \"a?b\" FROM t WHERE d::date = :day", "SELECT '%s?' , \"a?b\" FROM t WHERE d::date = :day"),
+        *[(kept, kept) for kept in ("SELECT '%s?', \"a?b\" FROM t WHERE d::date = :day",)],
         ("SELECT 'it''s ?' FROM t", "SELECT 'it''s ?' FROM t"),
     ],
 )

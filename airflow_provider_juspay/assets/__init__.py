@@ -1,0 +1,1 @@
+"""Airflow Assets for what the provider writes: ``juspay://<merchant id>/fulfillment``."""

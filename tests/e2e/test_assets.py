@@ -1,0 +1,126 @@
+"""Assets: the juspay:// URI scheme, a push's counts in its asset event, the reconcile example."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
+from airflow_provider_juspay.sync.report import RunReport
+from tests.helpers import DAY, MERCHANT_ID, REPO, FakeTaskInstance, conn_json
+
+EXAMPLES = REPO / "dags_examples"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "juspay://m_01/fulfillment",
+        "JUSPAY://m_01/fulfillment",
+        "juspay://m_01/Fulfilment/",
+        "juspay://m_01",
+    ],
+)
+def test_airflow_normalises_juspay_uris_with_the_registered_handler(uri):
+    from airflow.sdk import Asset
+
+    assert Asset(uri).uri == "juspay://m_01/fulfillment"
+
+
+@pytest.mark.parametrize(
+    ("uri", "why"),
+    [
+        ("juspay:///fulfillment", "names the merchant"),
+        ("juspay://m_01:8080/fulfillment", "not a merchant id"),
+        ("juspay://m_01/orders", "path must be /fulfillment"),
+        ("juspay://m_01/fulfillment?day=1", "no query"),
+    ],
+)
+def test_a_wrong_juspay_uri_is_refused_saying_why(uri, why):
+    from airflow.sdk import Asset
+
+    with pytest.raises(ValueError, match=why):
+        Asset(uri)
+
+
+def test_the_events_of_a_partitioned_run_carry_its_key_and_the_counts(juspay_conn):
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    asset = Asset(f"juspay://{MERCHANT_ID}/fulfillment")
+    other = Asset("s3://bucket/unrelated")
+    op = BulkFulfilmentOperator(task_id="push", records=[], outlets=[asset, other])
+    op._report = RunReport(total=4, counts={"sent": 3, "rejected": 1})
+    events = OutletEventAccessors()
+    op.announce({"ti": FakeTaskInstance(), "outlet_events": events, "partition_key": "2026-11-26"})
+
+    extra = events[asset].extra
+    assert extra["total"] == 4 and extra["counts"]["sent"] == 3 and extra["failure_ratio"] == 0.25
+    assert (extra["dag_id"], extra["run_id"], extra["partition_key"]) == (
+        "unit_dag",
+        "unit_run",
+        "2026-11-26",
+    )
+    if hasattr(events[asset], "partition_keys"):  # Airflow 3.2+: the key goes on the event itself
+        assert events[asset].partition_keys == {"2026-11-26"}
+    assert "total" in events[other].extra, "every Asset outlet is told, whatever its scheme"
+
+
+@pytest.mark.e2e
+def test_nightly_push_records_its_counts_in_the_asset_event_and_reconcile_reads_them(
+    airflow_db, sandbox, warehouse
+):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
+        "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow",
+            "dags",
+            "test",
+            "juspay_nightly_sync",
+            (DAY + timedelta(days=1)).isoformat(),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    with create_session() as session:
+        extras = session.scalars(
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(
+                AssetModel.uri == "juspay://demo_merchant/fulfillment",
+                AssetEvent.source_dag_id == "juspay_nightly_sync",
+            )
+        ).all()
+    assert extras, "no asset event in the metadata database"
+    extra = extras[-1]
+    assert extra["total"] == warehouse.total and extra["counts"]["sent"] == warehouse.good
+    assert extra["failure_count"] == warehouse.unknown + warehouse.bad
+    assert extra["dag_id"] == "juspay_nightly_sync" and extra["task_id"] == "push_fulfilments"
+    assert extra["run_id"]
+
+    spec = importlib.util.spec_from_file_location("juspay_reconcile", EXAMPLES / "juspay_reconcile.py")
+    reconcile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reconcile)
+    assert reconcile.JUSPAY_FULFILMENTS.uri == "juspay://demo_merchant/fulfillment"
+    summary = reconcile.summarise([extra])
+    assert summary["total"] == warehouse.total and summary["counts"]["rejected"] == warehouse.unknown
+    assert summary["pushes"] == [f"juspay_nightly_sync/{extra['run_id']}"]
