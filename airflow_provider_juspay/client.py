@@ -180,6 +180,7 @@ class JuspayClient:
                 attempts=attempts,
                 command=record.fulfillment_command,
                 fulfillment_id=record.fulfillment_id,
+                position=record.position,
                 **kwargs,
             )
 

@@ -146,6 +146,8 @@ class FulfilmentResult:
     attempts: int = 0
     command: str | None = None
     fulfillment_id: str | None = None
+    #: Where the row was read: ``orders.csv line 17``, ``row 5`` (None when not known).
+    position: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, for XCom and reports."""
@@ -167,6 +169,8 @@ class FulfilmentRecord:
     routing_id: str | None = None
     #: Pass-through fields as ``(name, text)`` pairs, in :data:`PASS_THROUGH_FIELDS` order.
     extras: tuple[tuple[str, str], ...] = field(default=())
+    #: Where the row was read (``orders.csv line 17``); never sent, not part of the record's identity.
+    position: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_mapping(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
+from airflow_provider_juspay.hooks.files import files_to_read, storage_path
 from airflow_provider_juspay.hooks.juspay import fail_without_retry_on_config_error
 from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
@@ -19,6 +21,9 @@ from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, UNEXPECTED_RESPON
 from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
+from airflow_provider_juspay.sync.export import FailureExport, export_format
+from airflow_provider_juspay.sync.files import CsvOptions, read_files
+from airflow_provider_juspay.sync.files import file_format as format_of
 from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.report import DEFAULT_MAX_FAILURES_LISTED, ReportBuilder
 from airflow_provider_juspay.sync.sources import DEFAULT_FETCH_SIZE, stream_query, unmapped_columns
@@ -212,8 +217,9 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     """Push many fulfilments to Juspay concurrently, under a rate limit, and return a report.
 
     Rows come from exactly one source: ``records`` (a list of mappings, e.g. an upstream task's
-    XCom) or ``sql`` run on ``sql_conn_id`` (any connection whose hook is a ``DbApiHook``), streamed
-    ``fetch_size`` rows at a time. Column names are record fields, renamed by ``column_map``; other
+    XCom), ``sql`` run on ``sql_conn_id`` (any connection whose hook is a ``DbApiHook``), streamed
+    ``fetch_size`` rows at a time, or ``path``: CSV, JSON Lines or Parquet files on any object store
+    Airflow knows, streamed. Column names are record fields, renamed by ``column_map``; other
     columns are named once in the log and not sent.
 
     Returns (XCom) the report (``RunReport.to_dict()``): ``total``, ``counts`` by outcome (summing to
@@ -230,6 +236,13 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     :param sql: a query, or a path ending in ``.sql`` rendered as a template (templated).
     :param sql_conn_id: the warehouse: any connection whose hook is a ``DbApiHook`` (templated).
     :param parameters: bind parameters for ``sql`` in the driver's style (templated).
+    :param path: a file, a folder or a glob, as an ``ObjectStoragePath`` URL (``file://``,
+        ``s3://conn_id@bucket/...``, ...; a plain path is local), read in name order (templated).
+    :param file_format: ``csv``, ``jsonl`` or ``parquet``; default from each file's suffix (``.gz`` too).
+    :param csv_options: a ``CsvOptions`` (delimiter, header, encoding) for CSV files.
+    :param failures_path: write every failure (order, command, fulfilment id, outcome, error code,
+        message, attempts, HTTP status, row position) to this URL as the run goes; ``.jsonl`` or
+        ``.csv`` (templated). Any source.
     :param max_concurrency: requests in flight at once (default 16).
     :param rate_limit: requests per second over all workers (default: no cap); a 429 pauses all.
     :param fetch_size: rows read per ``fetchmany`` (default 1000); PostgreSQL streams server-side.
@@ -256,6 +269,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         "sql",
         "parameters",
         "records",
+        "path",
+        "failures_path",
         "defaults",
     )
     template_ext: Sequence[str] = (".sql",)
@@ -270,6 +285,10 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         sql: str | None = None,
         sql_conn_id: str | None = None,
         parameters: Any = None,
+        path: str | None = None,
+        file_format: str | None = None,
+        csv_options: CsvOptions | None = None,
+        failures_path: str | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         rate_limit: float | None = None,
         fetch_size: int = DEFAULT_FETCH_SIZE,
@@ -281,8 +300,14 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if (records is None) == (sql is None):
-            raise ValueError("give exactly one source: records (a list of mappings) or sql with sql_conn_id")
+        if sum(source is not None for source in (records, sql, path)) != 1:
+            raise ValueError(
+                "give exactly one source: records (a list of mappings), sql with sql_conn_id, or path (files)"
+            )
+        if file_format is not None:
+            format_of("", file_format)  # a typo fails when the DAG is parsed, not at 3 a.m.
+        if failures_path is not None and "{{" not in failures_path:
+            export_format(failures_path)
         if sql is not None and not sql_conn_id:
             raise ValueError("sql needs sql_conn_id, the warehouse connection to run it on")
         if max_concurrency < 1:
@@ -296,6 +321,10 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         self.sql = sql
         self.sql_conn_id = sql_conn_id
         self.parameters = parameters
+        self.path = path
+        self.file_format = file_format
+        self.csv_options = csv_options
+        self.failures_path = failures_path
         self.max_concurrency = max_concurrency
         self.rate_limit = rate_limit
         self.fetch_size = fetch_size
@@ -313,6 +342,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             return self._execute(context)
 
     def _execute(self, context: Context) -> dict[str, Any]:
+        # Resolved first: a missing file or an empty glob fails before anything is sent.
+        files = files_to_read(str(self.path)) if self.path is not None else None
         builder = ReportBuilder(
             total=self._known_total(),
             dry_run=self.is_dry_run,
@@ -332,19 +363,23 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                         ledger.ensure_table()
                     control = self.run_control(self.rate_limit)
                     send, run_ledger = partial(self.hook.client.fulfil, control=control), ledger
-                outcome = push(
-                    self._rows(),
-                    report=builder,
-                    make_record=self.make_record,
-                    send=send,
-                    max_concurrency=self.max_concurrency,
-                    ledger=run_ledger,
-                    on_change=self.on_change,
-                    control=control,
-                )
+                with self._failure_export() as export:
+                    outcome = push(
+                        self._rows(files, builder),
+                        report=builder,
+                        make_record=self.make_record,
+                        send=send,
+                        max_concurrency=self.max_concurrency,
+                        ledger=run_ledger,
+                        on_change=self.on_change,
+                        control=control,
+                        export=export.add if export is not None else None,
+                    )
         finally:
             self.hook.close()
         report = self._report = outcome.report
+        if export is not None:
+            report.failures_export = {"path": str(self.failures_path), "rows": export.rows}
         self.log.info("%s", report.format())
         problem = report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
         if problem is not None:
@@ -377,7 +412,38 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     def _records(self) -> list[Mapping[str, Any]]:
         return _as_rows(self.records)
 
-    def _rows(self) -> Iterator[Mapping[str, Any]]:
+    @contextmanager
+    def _failure_export(self) -> Iterator[FailureExport | None]:
+        """The failure file of ``failures_path``, closed (complete) however the run ends."""
+        if not self.failures_path:
+            yield None
+            return
+        url = str(self.failures_path)
+        fmt = export_format(url)
+        target = storage_path(url)
+        with target.open("w", encoding="utf-8", errors="backslashreplace", newline="") as stream:
+            export = FailureExport(stream, fmt, dry_run=self.is_dry_run)
+            try:
+                yield export
+            finally:
+                self.log.info("%d failures written to %s", export.rows, url)
+
+    def _rows(self, files: Any, builder: ReportBuilder) -> Iterator[Any]:
+        if files is not None:
+            read = read_files(
+                files,
+                file_format_given=self.file_format,
+                csv_options=self.csv_options,
+                on_error=builder.unreadable,
+            )
+            first = next(read, None)
+            if first is None:
+                return
+            if isinstance(first, Mapping):
+                self._log_unmapped(list(first))
+            yield first
+            yield from read
+            return
         if self.sql is None:
             rows = self._records
             if rows and isinstance(rows[0], Mapping):

@@ -145,6 +145,7 @@ class Dispatcher:
                 attempts=1,
                 command=record.fulfillment_command,
                 fulfillment_id=record.fulfillment_id,
+                position=record.position,
             )
 
 
@@ -168,4 +169,5 @@ def not_attempted(
         message=f"not sent: {reason}",
         command=record.fulfillment_command,
         fulfillment_id=record.fulfillment_id,
+        position=record.position,
     )

@@ -83,9 +83,11 @@ def push(
     ledger: Ledger | LedgerPreview | None = None,
     on_change: str = "send",
     control: RunControl | None = None,
+    export: Callable[[FulfilmentResult], None] | None = None,
 ) -> PushOutcome:
     """The engine's one entry point: validate, filter, send and count every row; each row read ends in
-    exactly one outcome. The arguments are those of :class:`Push`; ``report`` folds the results.
+    exactly one outcome. The arguments are those of :class:`Push`; ``report`` folds the results and
+    ``export`` (e.g. ``FailureExport.add``) sees each of them as it comes.
     """
     run = Push(
         make_record=make_record,
@@ -98,6 +100,8 @@ def push(
     with report.heartbeat():
         for result in run.results(rows):
             report.add(result)
+            if export is not None:
+                export(result)
     return PushOutcome(report.finish(stop=run.stop_reason), run.stop_reason)
 
 

@@ -666,6 +666,7 @@ def _result(record: FulfilmentRecord, outcome: Outcome, **kwargs: Any) -> Fulfil
         outcome=outcome,
         command=record.fulfillment_command,
         fulfillment_id=record.fulfillment_id,
+        position=record.position,
         **kwargs,
     )
 

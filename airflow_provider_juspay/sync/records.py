@@ -15,7 +15,27 @@ from airflow_provider_juspay.fulfilment import (
     printable,
 )
 
-__all__ = ["validate_rows"]
+__all__ = ["BrokenRow", "SourceRow", "validate_rows"]
+
+
+class SourceRow(dict[str, Any]):
+    """A row that knows where it was read (``orders.csv line 17``): its results say so."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, values: Mapping[str, Any], position: str) -> None:
+        super().__init__(values)
+        self.position = position
+
+
+class BrokenRow:
+    """A row that could not be read at all (a malformed line): it ends ``invalid`` with the reason."""
+
+    __slots__ = ("position", "reason")
+
+    def __init__(self, position: str, reason: str) -> None:
+        self.position = position
+        self.reason = reason
 
 
 def validate_rows(
@@ -27,20 +47,32 @@ def validate_rows(
     can still be found.
     """
     for number, row in enumerate(rows, start=1):
+        where = row.position if isinstance(row, (SourceRow, BrokenRow)) else f"row {number}"
+        if isinstance(row, BrokenRow):
+            yield _invalid(None, f"{where}: {row.reason}", where)
+            continue
         try:
-            yield make_record(row)
+            record = make_record(row)
         except RecordError as exc:
-            yield _invalid(exc.order_id or _raw_order_id(row), f"row {number}: {exc}")
+            yield _invalid(exc.order_id or _raw_order_id(row), f"{where}: {exc}", where)
         except Exception as exc:  # whatever a row holds, it is one row with one outcome, never the run's end
             reason = "not a mapping" if not isinstance(row, Mapping) else "could not be read"
             yield _invalid(
-                _raw_order_id(row), f"row {number}: {reason} ({type(exc).__name__}: {_shown(exc)})"
+                _raw_order_id(row), f"{where}: {reason} ({type(exc).__name__}: {_shown(exc)})", where
             )
+        else:
+            # Frozen for its identity, but the position is not part of it (and costs no copy here).
+            object.__setattr__(record, "position", where)
+            yield record
 
 
-def _invalid(order_id: str | None, message: str) -> FulfilmentResult:
+def _invalid(order_id: str | None, message: str, position: str) -> FulfilmentResult:
     return FulfilmentResult(
-        order_id=order_id, outcome=Outcome.INVALID, error_code="INVALID_RECORD", message=message
+        order_id=order_id,
+        outcome=Outcome.INVALID,
+        error_code="INVALID_RECORD",
+        message=message,
+        position=position,
     )
 
 

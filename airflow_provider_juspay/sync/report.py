@@ -68,6 +68,7 @@ class ReportBuilder:
         self._next_progress = self._started + progress_every
         self._finished: float | None = None
         self._retries = retries
+        self.unread: list[str] = []
 
     @property
     def done(self) -> int:
@@ -85,11 +86,18 @@ class ReportBuilder:
                         "outcome": result.outcome.value,
                         "error_code": result.error_code,
                         "message": result.message,
+                        "position": result.position,
                     }
                 )
         if self._log is not None and self._clock() >= self._next_progress:
             self._next_progress = self._clock() + self._every
             self._log.info("%s", self.progress_line())
+
+    def unreadable(self, reason: str) -> None:
+        """Note a source (a file) that could not be read, or not to its end: the run is not done."""
+        self.unread.append(reason)
+        if self._log is not None:
+            self._log.info("Could not read %s", reason)
 
     @contextmanager
     def heartbeat(self) -> Iterator[None]:
@@ -132,6 +140,7 @@ class ReportBuilder:
             dry_run=self.dry_run,
             retries=self._retries() if self._retries else {},
             stopped={"error_code": stop.error_code, "message": stop.message} if stop else None,
+            unread=list(self.unread),
         )
 
     def progress_line(self) -> str:
@@ -183,6 +192,10 @@ class RunReport:
     stopped: dict[str, str] | None = None
     #: Keys still in flight in a live run (a ledger's view; 0 for a finished run).
     in_flight: int = 0
+    #: Sources (files) that could not be read, or not to their end, each with where and why.
+    unread: list[str] = field(default_factory=list)
+    #: Where every failure was written (``failures_path``): ``{"path": url, "rows": n}``, or None.
+    failures_export: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
@@ -222,6 +235,14 @@ class RunReport:
             merged.records_per_s += one.records_per_s
             merged.in_flight += one.in_flight
             merged.stopped = merged.stopped or one.stopped
+            merged.unread += one.unread
+            if one.failures_export:
+                mine = merged.failures_export or {"path": "", "rows": 0}
+                paths = [p for p in (mine["path"], one.failures_export["path"]) if p]
+                merged.failures_export = {
+                    "path": "; ".join(paths),
+                    "rows": mine["rows"] + one.failures_export["rows"],
+                }
         merged.dry_run = bool(reports) and all(r.dry_run for r in reports)
         if max_failures_listed is not None:
             merged.failures = merged.failures[:max_failures_listed]
@@ -233,6 +254,12 @@ class RunReport:
         ``failed`` rows (transient errors outlived the retries) and ``not_attempted`` ones (the run
         stopped first) are not delivered, and an Airflow retry would deliver them. A dry run never is.
         """
+        if self.unread:
+            return (
+                f"{len(self.unread)} source file(s) could not be read to the end "
+                f"({'; '.join(self.unread[:3])}); the rows read were pushed; fix or replace the file and "
+                "clear the task"
+            )
         if self.dry_run:
             return None
         counts = self.counts
@@ -302,6 +329,9 @@ class RunReport:
         lines = [f"{self.total} records: {seen}" + (" (dry run)" if self.dry_run else "")]
         if self.stopped:
             lines.append(f"stopped early ({self.stopped['error_code']}): {self.stopped['message']}")
+        lines += [f"unread: {reason}" for reason in self.unread[:3]]
+        if self.failures_export:
+            lines.append(f"every failure ({self.failures_export['rows']}) in {self.failures_export['path']}")
         if self.errors:
             top = sorted(self.errors.items(), key=lambda kv: -kv[1])[:3]
             lines.append("top errors: " + ", ".join(f"{code} {n}" for code, n in top))
@@ -327,6 +357,11 @@ class RunReport:
             lines += [f"  {code:<30}{count:>10}" for code, count in self.errors.items()]
         if self.retries:
             lines.append("  retries: " + ", ".join(f"{cause} {n}" for cause, n in self.retries.items()))
+        lines += [f"  UNREAD: {reason}" for reason in self.unread]
+        if self.failures_export:
+            lines.append(
+                f"  all {self.failures_export['rows']} failures written to {self.failures_export['path']}"
+            )
         if self.failures:
             lines.append(f"  first failures (of {self.failure_count}):")
             for f in self.failures[:failures_shown]:
