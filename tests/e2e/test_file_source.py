@@ -1,0 +1,181 @@
+"""Files as a source and the failure export, in real DAG runs: local files, and S3 through moto."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+
+import pytest
+
+from tests.helpers import API_KEY, run_dag
+
+pytestmark = pytest.mark.e2e
+
+
+def write_day(folder, *, good: int = 40, unknown: int = 8, bad: int = 4) -> dict[str, int]:
+    """Two CSV files and a gzipped JSON Lines file of one day, plus a marker file that is not read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"order": f"F-{i:04d}", "status": "SUCCESS"} for i in range(good)]
+    rows += [{"order": f"UNKNOWN-{i}", "status": "SUCCESS"} for i in range(unknown)]  # the sandbox knows none
+    rows += [{"order": f"BAD-{i}", "status": "DELIVERED"} for i in range(bad)]  # not a status
+    thirds = [rows[0::3], rows[1::3], rows[2::3]]
+    for name, part in (("a.csv", thirds[0]), ("b.csv", thirds[1])):
+        with open(folder / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, ["order", "status", "note"])
+            writer.writeheader()
+            writer.writerows({**r, "note": "not sent"} for r in part)
+    with gzip.open(folder / "c.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in thirds[2])
+    (folder / "_SUCCESS").write_text("")
+    return {"good": good, "unknown": unknown, "bad": bad, "total": len(rows)}
+
+
+def test_a_days_folder_is_pushed_and_every_failure_is_exported_with_its_file_and_line(
+    airflow_db, sandbox, juspay_conn, tmp_path
+):
+    day = write_day(tmp_path / "drop" / "2026-11-26")
+    export = tmp_path / "out" / "failures.jsonl"
+    export.parent.mkdir()
+    run = run_dag(
+        "juspay_test_files",
+        {"path": f"file://{tmp_path}/drop/2026-11-26", "failures_path": f"file://{export}"},
+    )
+    assert run.task_states["push"] == "success"
+    report = run.xcom[("push", "return_value")]
+    assert report["total"] == day["total"]
+    assert report["counts"]["sent"] == day["good"] == len(sandbox.accepted) and sandbox.doubles() == {}
+    assert (report["counts"]["rejected"], report["counts"]["invalid"]) == (day["unknown"], day["bad"])
+
+    # The report lists 3 failures; the export holds all 12, each with where its row was read.
+    assert len(report["failures"]) == 3
+    assert report["failures_export"] == {"path": f"file://{export}", "rows": day["unknown"] + day["bad"]}
+    exported = [json.loads(line) for line in export.read_text().splitlines()]
+    assert len(exported) == day["unknown"] + day["bad"]
+    by_order = {e["order_id"]: e for e in exported}
+    assert by_order["UNKNOWN-0"]["outcome"] == "rejected" and by_order["UNKNOWN-0"]["http_status"] == 400
+    for e in exported:
+        file, _, line = e["position"].rpartition(" line ")
+        assert file.startswith(f"file://{tmp_path}/drop/2026-11-26/") and int(line) >= 1
+    bad = next(e for e in exported if e["outcome"] == "invalid")
+    assert bad["message"].startswith(bad["position"] + ": ") and "fulfillment_status" in bad["message"]
+    assert API_KEY not in export.read_text()
+
+
+def test_a_glob_with_a_ledger_reruns_safely_and_csv_export_works(
+    airflow_db, sandbox, juspay_conn, tmp_path, monkeypatch
+):
+    day = write_day(tmp_path / "drop" / "2026-11-26")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LEDGER", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "l.db")})
+    )
+    conf = {
+        "path": f"{tmp_path}/drop/*/*.csv",  # a plain path is a local file; only the two CSVs match
+        "failures_path": f"{tmp_path}/failures.csv",
+        "ledger_conn_id": "ledger",
+    }
+    first = run_dag("juspay_test_files", conf)
+    sent_first = first.xcom[("push", "return_value")]["counts"]["sent"]
+    assert 0 < sent_first < day["good"]  # two of the three files
+    again = run_dag("juspay_test_files", conf).xcom[("push", "return_value")]
+    assert again["counts"]["sent"] == 0 and again["counts"]["skipped"] == sent_first
+    assert len(sandbox.accepted) == sent_first and sandbox.doubles() == {}
+    with open(tmp_path / "failures.csv", newline="") as f:
+        exported = list(csv.DictReader(f))
+    assert len(exported) == again["failure_count"] and all(".csv line " in e["position"] for e in exported)
+
+
+def test_a_missing_path_fails_before_sending_and_names_it(airflow_db, sandbox, juspay_conn, tmp_path):
+    run = run_dag("juspay_test_files", {"path": f"file://{tmp_path}/nothing/here/*.csv"})
+    assert run.task_states["push"] == "failed"
+    assert sandbox.requests == []
+
+
+def test_a_corrupt_file_is_named_the_others_are_delivered_and_the_export_is_complete(
+    airflow_db, sandbox, juspay_conn, tmp_path
+):
+    day = write_day(tmp_path / "d")
+    packed = (tmp_path / "d" / "c.jsonl.gz").read_bytes()
+    (tmp_path / "d" / "c.jsonl.gz").write_bytes(packed[: len(packed) // 2])  # cut in the middle
+    (tmp_path / "d" / "d.jsonl").write_bytes(b'{"order": "D-1", "status": "SUCCESS"}\n{oops\n')
+    run = run_dag(
+        "juspay_test_files", {"path": str(tmp_path / "d"), "failures_path": str(tmp_path / "f.jsonl")}
+    )
+    assert run.task_states["push"] == "failed"
+    report = run.xcom[("push", "report")]
+    assert len(report["unread"]) == 1 and "c.jsonl.gz: cannot be read" in report["unread"][0]
+    sent = {r.order_id for r in sandbox.requests if r.status == 200}
+    assert "D-1" in sent and report["counts"]["sent"] == len(sent) and sandbox.doubles() == {}
+    exported = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert len(exported) == report["failure_count"] == report["failures_export"]["rows"]
+    assert any(e["position"].endswith("d.jsonl line 2") for e in exported)
+    assert day["good"] > report["counts"]["sent"]
+
+
+def test_the_failures_of_a_sql_source_can_be_exported_too(
+    airflow_db, sandbox, juspay_conn, warehouse, tmp_path
+):
+    run = run_dag(
+        "juspay_test_sql_export",
+        {"sql": "SELECT * FROM fulfilments ORDER BY id", "failures_path": str(tmp_path / "f.csv")},
+    )
+    report = run.xcom[("push", "return_value")]
+    with open(tmp_path / "f.csv", newline="") as f:
+        exported = list(csv.DictReader(f))
+    assert len(exported) == warehouse.unknown + warehouse.bad == report["failures_export"]["rows"]
+    assert {e["position"].split(" ")[0] for e in exported} == {"row"}
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """An S3-compatible server on loopback (moto) and an Airflow ``aws`` connection to it."""
+    pytest.importorskip("moto", reason="the test extra installs moto")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_S3_DROP",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket="drops")
+    yield client
+    server.stop()
+
+
+def test_files_on_s3_are_pushed_and_the_export_lands_on_s3(airflow_db, sandbox, juspay_conn, s3, tmp_path):
+    day = write_day(tmp_path / "local")
+    for path in sorted((tmp_path / "local").iterdir()):
+        s3.put_object(Bucket="drops", Key=f"fulfilments/2026-11-26/{path.name}", Body=path.read_bytes())
+    run = run_dag(
+        "juspay_test_files",
+        {
+            "path": "s3://s3_drop@drops/fulfilments/2026-11-26/",
+            "failures_path": "s3://s3_drop@drops/failures/2026-11-26.jsonl",
+        },
+    )
+    assert run.task_states["push"] == "success"
+    report = run.xcom[("push", "return_value")]
+    assert report["counts"]["sent"] == day["good"] == len(sandbox.accepted)
+    body = s3.get_object(Bucket="drops", Key="failures/2026-11-26.jsonl")["Body"].read()
+    exported = [json.loads(line) for line in io.BytesIO(body).read().decode().splitlines()]
+    assert len(exported) == day["unknown"] + day["bad"]
+    assert all(e["position"].startswith("s3://s3_drop@drops/fulfilments/2026-11-26/") for e in exported)
