@@ -421,7 +421,13 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         url = str(self.failures_path)
         fmt = export_format(url)
         target = storage_path(url)
-        with target.open("w", encoding="utf-8", errors="backslashreplace", newline="") as stream:
+        try:
+            if target.protocol in ("file", "local", ""):
+                target.parent.mkdir(parents=True, exist_ok=True)  # object stores need no folders
+            opened = target.open("w", encoding="utf-8", errors="backslashreplace", newline="")
+        except Exception as exc:  # before anything is sent: nothing lost, the reason is named
+            raise AirflowException(f"failures_path {url!r} cannot be written: {exc}") from exc
+        with opened as stream:
             export = FailureExport(stream, fmt, dry_run=self.is_dry_run)
             try:
                 yield export

@@ -179,3 +179,48 @@ def test_files_on_s3_are_pushed_and_the_export_lands_on_s3(airflow_db, sandbox, 
     exported = [json.loads(line) for line in io.BytesIO(body).read().decode().splitlines()]
     assert len(exported) == day["unknown"] + day["bad"]
     assert all(e["position"].startswith("s3://s3_drop@drops/fulfilments/2026-11-26/") for e in exported)
+
+
+def test_the_courier_csv_example_pushes_the_days_drop_and_writes_its_failures(
+    airflow_db, sandbox, warehouse, tmp_path
+):
+    import os
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from tests.helpers import DAY, REPO, conn_json
+
+    day = tmp_path / "drops" / DAY.isoformat()
+    day.mkdir(parents=True)
+    (day / "courier-1.csv").write_text(
+        "order_ref,awb,delivered_at,result,driver\n"
+        "CSV-1,AWB-1,2026-11-26T10:00:00Z,SUCCESS,Ravi\n"
+        "CSV-2,AWB-2,2026-11-26T11:00:00Z,SUCCESS,Ravi\n"
+        "UNKNOWN-3,AWB-3,2026-11-26T12:00:00Z,SUCCESS,Asha\n"
+        "CSV-4,AWB-4,yesterday,SUCCESS,Asha\n"
+    )
+    conf = json.dumps({"drop": f"file://{tmp_path}/drops"})
+    # The run of the 27th at 06:00 covers [26th 06:00, 27th 06:00): data_interval_start | ds is the 26th.
+    run_at = f"{(DAY + timedelta(days=1)).isoformat()}T06:00:00+00:00"
+    command = ["airflow", "dags", "test", "juspay_courier_csv_drop", run_at]
+    done = subprocess.run(
+        [sys.executable, "-m", *command, "--conf", conf],
+        env={
+            **os.environ,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags_examples"),
+            "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # 2 failures of 4 rows is over the example's 5%: the task fails, and says where the list is.
+    assert "failures written to" in done.stdout + done.stderr
+    sent = {(r.order_id, r.form.get("fulfillment_id")) for r in sandbox.requests if r.status == 200}
+    assert sent == {("CSV-1", "AWB-1"), ("CSV-2", "AWB-2")}
+    with open(day / "failures" / "juspay_failures.csv", newline="") as f:
+        failures = {row["order_id"]: row for row in csv.DictReader(f)}
+    assert set(failures) == {"UNKNOWN-3", "CSV-4"}
+    assert failures["CSV-4"]["position"].endswith("courier-1.csv line 5")
+    assert failures["UNKNOWN-3"]["outcome"] == "rejected"
