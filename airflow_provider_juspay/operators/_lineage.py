@@ -136,6 +136,22 @@ def lineage(
     return OperatorLineage(inputs=list(inputs or []), outputs=outputs, run_facets=run_facets)
 
 
+def file_inputs(url: str) -> list[Dataset]:
+    """The files a push reads, named as OpenLineage names files: ``s3://bucket`` + key, ``file://host``
+    + path. A folder or a glob is named by its folder (the part before the first wildcard)."""
+    import socket
+
+    scheme, _, rest = url.partition("://") if "://" in url else ("file", "", url)
+    authority, _, path = rest.partition("/") if scheme != "file" else ("", "", rest.lstrip("/"))
+    authority = authority.rpartition("@")[2]  # an Airflow connection id is not part of the name
+    parts = path.split("/")
+    wild = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), None)
+    name = "/".join(parts if wild is None else parts[:wild]).rstrip("/")
+    if scheme == "file":
+        return [Dataset(namespace=f"file://{socket.getfqdn()}", name=f"/{name}")]
+    return [Dataset(namespace=f"{scheme}://{authority}", name=name)]
+
+
 def parseable(sql: str) -> str:
     """The query with its DB-API placeholders as NULL: the same tables, in a form the parser reads."""
     return _PLACEHOLDER.sub(lambda m: m.group(0) if m.group(0)[0] in "'\"" else "NULL", sql)

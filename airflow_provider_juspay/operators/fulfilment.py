@@ -397,10 +397,13 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         return report.to_dict()
 
     def lineage_inputs(self) -> list[Any]:
-        """The tables the query reads, parsed as common-sql's operators parse theirs."""
+        """The tables the query reads (parsed as common-sql's operators parse theirs), or the files."""
+        from airflow_provider_juspay.operators._lineage import file_inputs, sql_inputs
+
+        if self.path is not None:
+            return file_inputs(str(self.path))
         if self.sql is None or not str(self.sql).strip():
             return []
-        from airflow_provider_juspay.operators._lineage import sql_inputs
 
         return sql_inputs(db_api_hook(str(self.sql_conn_id)), str(self.sql_conn_id), str(self.sql))
 

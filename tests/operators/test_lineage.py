@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators._lineage import (
     JUSPAY_DATASET_NAME,
+    file_inputs,
     juspay_namespace,
     lineage,
     parseable,
@@ -72,6 +73,26 @@ def test_a_dry_run_states_no_row_count_and_an_unusable_connection_no_output():
     assert dry.outputs[0].outputFacets == {}
     failed = lineage(base_url=None, report=None, error=RuntimeError("no such connection"))
     assert failed.outputs == [] and failed.run_facets["errorMessage"].message == "no such connection"
+
+
+@pytest.mark.parametrize(
+    ("url", "namespace", "name"),
+    [
+        ("s3://aws_conn@drops/courier/2026-11-26/*.csv", "s3://drops", "courier/2026-11-26"),
+        ("gs://bucket/day/orders.parquet", "gs://bucket", "day/orders.parquet"),
+        ("s3://drops/courier/", "s3://drops", "courier"),
+    ],
+)
+def test_files_are_named_as_openlineage_names_files(url, namespace, name):
+    [dataset] = file_inputs(url)
+    assert (dataset.namespace, dataset.name) == (namespace, name)
+
+
+def test_local_files_are_named_by_host_and_absolute_path():
+    [plain] = file_inputs("/data/drop/*.csv")
+    [url] = file_inputs("file:///data/drop/x.csv")
+    assert plain.namespace == url.namespace and plain.namespace.startswith("file://")
+    assert (plain.name, url.name) == ("/data/drop", "/data/drop/x.csv")
 
 
 @pytest.mark.postgres
