@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Another Airflow for the version matrix, e.g. `make test VENV=.venv-af31 AIRFLOW='apache-airflow==3.1.*'`.
 AIRFLOW ?=
 
-.PHONY: install demo test lint bench dist clean
+.PHONY: install demo test system-test lint bench dist clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,15 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A real Airflow (CeleryExecutor: PostgreSQL, Redis, two workers) on loopback, driven over REST and in
+# headless Chromium; needs Debian's postgresql, redis-server and chromium (.ci/run installs them).
+system-test: $(VENV)/.installed-system
+	$(BIN)/python -m tests.system.run $(SYSTEM_ARGS)
+
+$(VENV)/.installed-system: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[system]' $(AIRFLOW)
+	touch $@
 
 # Benchmarks against the bundled sandbox (loopback only); sizes: `make bench BENCH_ARGS="--help"`.
 bench: install

@@ -1,0 +1,67 @@
+"""The UI in headless Chromium (the distribution's, driven by Playwright): the ``juspay`` connection form,
+the nightly run's grid and its push task's log, as screenshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.system.deployment import ADMIN_PASSWORD, say
+
+CHROMIUM = "/usr/bin/chromium"
+# As the machine needs them: no sandbox as root, and no background calls to Google's hosts.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STANDARD_LABELS = ("Base URL (optional)", "Merchant ID", "API key")
+EXTRA_LABELS = ("Environment", "Request deadline (s)", "Attempts per request", "Fulfilment time zone")
+
+
+def check_ui(api: str, screenshots: Path, *, nightly_run: str) -> None:
+    """Log in, check the connection form of type ``juspay``, and save what a user would look at."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(f"{api}/", wait_until="networkidle")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", ADMIN_PASSWORD)
+            page.locator("button[type=submit]").click()
+            page.wait_for_load_state("networkidle")
+
+            page.goto(f"{api}/connections", wait_until="networkidle")
+            page.get_by_role("button", name="Add Connection").click()
+            dialog = page.get_by_role("dialog")
+            dialog.locator("input[name=connection_id]").fill("juspay_from_the_form")
+            dialog.get_by_role("combobox").click()
+            page.keyboard.type("Juspay")
+            page.get_by_role("option", name="Juspay", exact=True).click()
+            for label in STANDARD_LABELS:
+                dialog.get_by_text(label, exact=True).wait_for()
+            page.screenshot(path=str(screenshots / "connection-form-standard.png"), full_page=True)
+            dialog.get_by_text("Extra Fields", exact=True).click()
+            for label in EXTRA_LABELS:
+                dialog.get_by_text(label, exact=True).wait_for()
+            page.screenshot(path=str(screenshots / "connection-form-extras.png"), full_page=True)
+            say(f"connection form of type juspay: {', '.join(STANDARD_LABELS + EXTRA_LABELS)} shown")
+
+            page.goto(f"{api}/dags/juspay_nightly_sync", wait_until="networkidle")
+            page.get_by_text("push_fulfilments").first.wait_for()
+            page.screenshot(path=str(screenshots / "nightly-grid.png"), full_page=True)
+            page.goto(
+                f"{api}/dags/juspay_nightly_sync/runs/{nightly_run}/tasks/push_fulfilments",
+                wait_until="networkidle",
+            )
+            page.get_by_text("Juspay fulfilment sync", exact=False).first.wait_for()
+            page.screenshot(path=str(screenshots / "nightly-push-log.png"), full_page=True)
+            say("the nightly run's grid and its push task's log (with the report table) rendered")
+        finally:
+            browser.close()

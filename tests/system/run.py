@@ -1,0 +1,295 @@
+"""``make system-test``: the example DAGs on a real Airflow with the CeleryExecutor, driven over REST.
+
+Starts PostgreSQL, Redis, the bundled sandbox (20 ms latency, some 503s and lost replies) and Airflow
+(api-server, scheduler, dag-processor, triggerer, two Celery workers) on loopback; runs the nightly sync
+on a seeded day (by backfill), reruns it (nothing reaches the sandbox), the sharded sync (shards at the
+same time, on both workers), the retry-failed DAG, the XCom DAG, a deferred OrderStatusSensor and a
+wrong API key; checks states, reports (XCom over REST), task logs, the asset-triggered reconcile DAG and
+that the sandbox accepted every command exactly once; then a headless Chromium checks the connection
+form and saves screenshots. Every process is stopped at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.testing.sandbox import Faults, Sandbox
+from airflow_provider_juspay.testing.warehouse import seed_warehouse
+from tests.system.deployment import REPO, Deployment, Rest, say, wait_for
+
+API_KEY = "system_test_secret_key_0123456789"
+MERCHANT_ID = "demo_merchant"
+DAY = date(2026, 11, 26)
+ROWS = 2000
+
+
+def conn(base_url: str, api_key: str = API_KEY) -> str:
+    return json.dumps(
+        {
+            "conn_type": "juspay",
+            "login": MERCHANT_ID,
+            "password": api_key,
+            "host": base_url,
+            "extra": {"max_attempts": 4, "initial_wait": 0.05, "max_wait": 0.5},
+        }
+    )
+
+
+def good_keys(warehouse_uri: str) -> set[tuple[str, str]]:
+    """(order id, command) of every row of the day the record model takes and Juspay knows."""
+    import psycopg2
+
+    with psycopg2.connect(warehouse_uri) as db, db.cursor() as cursor:
+        cursor.execute("SELECT * FROM fulfilments")
+        columns = [c[0] for c in cursor.description]
+        keys = set()
+        for row in cursor.fetchall():
+            try:
+                record = FulfilmentRecord.from_mapping(dict(zip(columns, row, strict=True)))
+            except Exception:
+                continue
+            keys.add((record.order_id, record.fulfillment_command))
+    return keys
+
+
+def run(screenshots: Path) -> None:
+    started = time.monotonic()
+    faults = Faults(latency=0.02, error_rate=0.02, drop_after_accept_rate=0.005)
+    with Sandbox(
+        api_key=API_KEY, merchant_id=MERCHANT_ID, orders={"UNPAID-7": "NEW"}, faults=faults, seed=11
+    ) as sandbox:
+        say(f"sandbox on {sandbox.base_url} (20 ms latency, 2% 503s, 0.5% lost replies)")
+        deployment = Deployment(
+            dags=[REPO / "dags_examples", REPO / "tests" / "system" / "dags"],
+            connections={
+                "juspay_default": conn(sandbox.base_url),
+                "juspay_wrong_key": conn(sandbox.base_url, api_key="not-the-key"),
+            },
+        )
+        with deployment:
+            _drive(deployment, sandbox, screenshots)
+    say(f"all checks passed in {time.monotonic() - started:.0f}s")
+
+
+def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
+    import psycopg2
+
+    warehouse_uri = f"{deployment.pg_uri}/warehouse"
+    with psycopg2.connect(warehouse_uri) as db:
+        seeded = seed_warehouse(db, DAY, ROWS, placeholder="%s")
+    for order_id in seeded.unknown_ids:
+        sandbox.orders[order_id] = "NOT_FOUND"
+    expected = good_keys(warehouse_uri) - {
+        (o, c) for o, c in good_keys(warehouse_uri) if o in seeded.unknown_ids
+    }
+    say(
+        f"warehouse seeded: {seeded.total} rows of {DAY} ({seeded.good} good, {seeded.unknown} unknown, "
+        f"{seeded.bad} bad)"
+    )
+
+    rest = Rest(deployment.api)
+    names = [
+        "juspay_nightly_sync",
+        "juspay_reconcile",
+        "juspay_sharded_sync",
+        "juspay_retry_failed",
+        "juspay_bulk_from_xcom",
+        "juspay_system_wait_for_payment",
+        "juspay_system_wrong_key",
+    ]
+    rest.wait_for_dags(names)
+    say("the dag-processor parsed the example and system DAGs")
+
+    # -- the nightly sync of the seeded day, by backfill (Airflow 3's way to sync a past day) ---------
+    rest.unpause("juspay_reconcile")
+    rest.unpause("juspay_nightly_sync")  # also starts the run of the latest interval (no rows): expected
+    rest.call(
+        "POST",
+        "/backfills",
+        json={
+            "dag_id": "juspay_nightly_sync",
+            "from_date": f"{DAY}T00:00:00Z",
+            "to_date": f"{DAY}T00:00:00Z",
+            "reprocess_behavior": "none",
+            "max_active_runs": 1,
+            "dag_run_conf": {},
+        },
+    )
+    nightly = wait_for(
+        "the backfill run of the nightly sync",
+        lambda: next(
+            (
+                r
+                for r in rest.get("/dags/juspay_nightly_sync/dagRuns", limit=50)["dag_runs"]
+                if r["run_type"] == "backfill"
+            ),
+            None,
+        ),
+        120,
+    )
+    run_id = nightly["dag_run_id"]
+    state = rest.wait_run("juspay_nightly_sync", run_id, timeout=300)
+    report = rest.xcom("juspay_nightly_sync", run_id, "push_fulfilments")
+    say(f"nightly sync of {DAY} (backfill {run_id}): {state}; {report['counts']}")
+    assert state == "success", deployment.log_tail("scheduler")
+    assert report["total"] == seeded.total
+    assert report["counts"]["sent"] + report["counts"]["already_fulfilled"] == seeded.good
+    assert report["counts"]["rejected"] == seeded.unknown and report["counts"]["invalid"] == seeded.bad
+    log = rest.log("juspay_nightly_sync", run_id, "push_fulfilments")
+    assert "Juspay fulfilment sync" in log and "outcome" in log, log[-2000:]
+    assert API_KEY not in log
+
+    # -- a rerun of the same day: the ledger skips every delivered key ----------------------------------
+    before = len(sandbox.requests)
+    rest.call(
+        "POST",
+        "/dags/juspay_nightly_sync/clearTaskInstances",
+        json={
+            "dag_run_id": run_id,
+            "task_ids": ["push_fulfilments", "check_failures"],
+            "dry_run": False,
+            "only_failed": False,
+            "reset_dag_runs": True,
+        },
+    )
+    wait_for(
+        "the cleared run to start again",
+        lambda: (
+            rest.get(f"/dags/juspay_nightly_sync/dagRuns/{run_id}")["state"] in ("queued", "running")
+            or len(sandbox.requests) > before
+        ),
+        60,
+        every=0.5,
+    )
+    state = rest.wait_run("juspay_nightly_sync", run_id, timeout=300)
+    again = rest.xcom("juspay_nightly_sync", run_id, "push_fulfilments")
+    reached = [r for r in sandbox.requests[before:] if r.method == "POST"]
+    say(f"rerun of {DAY}: {state}; skipped {again['counts']['skipped']}, {len(reached)} requests sent")
+    assert state == "success" and again["counts"]["skipped"] == seeded.good
+    assert reached == [], f"{len(reached)} requests on a rerun"
+
+    # -- the reconcile DAG ran on the asset event and read the push's counts --------------------------
+    def reconciled() -> dict | None:
+        for r in rest.get("/dags/juspay_reconcile/dagRuns", limit=50)["dag_runs"]:
+            if r["state"] == "success":
+                summary = rest.xcom("juspay_reconcile", r["dag_run_id"], "reconcile")
+                if any(p.endswith(run_id) for p in summary["pushes"]):
+                    return summary
+        return None
+
+    summary = wait_for(
+        "a reconcile run triggered by the nightly push's asset event", reconciled, 180, every=3
+    )
+    say(f"reconcile (asset-triggered) read {len(summary['pushes'])} push(es): total {summary['total']}")
+    assert summary["total"] >= seeded.total
+
+    # -- the sharded sync: four shards at once, on both workers ------------------------------------
+    rest.unpause("juspay_sharded_sync")
+    sharded = rest.trigger("juspay_sharded_sync", logical_date=f"{DAY + timedelta(days=1)}T00:00:00Z")
+    state = rest.wait_run("juspay_sharded_sync", sharded, timeout=300)
+    shards = [t for t in rest.task_instances("juspay_sharded_sync", sharded) if t["task_id"] == "push_shard"]
+    hosts = {t["hostname"] for t in shards}
+    overlap = max(t["start_date"] for t in shards) < min(t["end_date"] for t in shards)
+    totals = [
+        rest.xcom("juspay_sharded_sync", sharded, "push_shard", map_index=t["map_index"])["total"]
+        for t in shards
+    ]
+    say(f"sharded sync: {state}; {len(shards)} on {sorted(hosts)}, overlapping: {overlap}, rows {totals}")
+    assert state == "success" and len(shards) == 4 and sum(totals) == seeded.total
+    assert hosts == {"worker1", "worker2"}, hosts
+    assert overlap, [(t["start_date"], t["end_date"]) for t in shards]
+
+    # -- the hourly retry of failed keys: orders that got paid since are delivered ---------------------
+    paid_since = seeded.unknown_ids[: (2 * len(seeded.unknown_ids)) // 3]
+    for order_id in paid_since:
+        sandbox.orders[order_id] = "CHARGED"
+    rest.unpause("juspay_retry_failed")  # starts the run of the latest hour
+    retry = wait_for(
+        "the retry-failed run", lambda: rest.get("/dags/juspay_retry_failed/dagRuns", limit=5)["dag_runs"], 60
+    )
+    retry_id = retry[0]["dag_run_id"]
+    state = rest.wait_run("juspay_retry_failed", retry_id, timeout=300)
+    retried = rest.xcom("juspay_retry_failed", retry_id, "retry_failed")
+    say(f"retry-failed: {state}; {retried['counts']}")
+    assert state == "success" and retried["counts"]["sent"] + retried["counts"]["already_fulfilled"] == len(
+        paid_since
+    )
+    expected |= {(o, c) for o, c in good_keys(warehouse_uri) if o in paid_since}
+
+    # -- records from XCom ---------------------------------------------------------------------------
+    rest.unpause("juspay_bulk_from_xcom")
+    xcom_run = rest.trigger("juspay_bulk_from_xcom")
+    state = rest.wait_run("juspay_bulk_from_xcom", xcom_run, timeout=300)
+    refunds = rest.xcom("juspay_bulk_from_xcom", xcom_run, "start_refunds")
+    say(f"bulk from XCom: {state}; {refunds['counts']}")
+    assert state == "success" and refunds["counts"]["sent"] + refunds["counts"]["already_fulfilled"] == 200
+    expected |= {(f"RET-{i:05d}", "INITIATE_REFUND") for i in range(200)}
+
+    # -- a deferred OrderStatusSensor, resumed by the triggerer when the order is paid -------------------
+    rest.unpause("juspay_system_wait_for_payment")
+    waiting = rest.trigger("juspay_system_wait_for_payment", conf={"order_id": "UNPAID-7"})
+
+    def deferred() -> bool:
+        tis = rest.task_instances("juspay_system_wait_for_payment", waiting)
+        return any(t["task_id"] == "wait_until_charged" and t["state"] == "deferred" for t in tis)
+
+    wait_for("the sensor to defer", deferred, 120, every=1)
+    say("OrderStatusSensor deferred (UNPAID-7 is NEW); the sandbox now marks it CHARGED")
+    sandbox.orders["UNPAID-7"] = "CHARGED"
+    state = rest.wait_run("juspay_system_wait_for_payment", waiting, timeout=180)
+    say(f"deferred sensor run: {state}")
+    assert state == "success"
+    expected.add(("UNPAID-7", "NO_ACTION"))
+
+    # -- a wrong API key: fails at its first try, no retries --------------------------------------------
+    rest.unpause("juspay_system_wrong_key")
+    wrong = rest.trigger("juspay_system_wrong_key")
+    state = rest.wait_run("juspay_system_wrong_key", wrong, timeout=180)
+    [ti] = rest.task_instances("juspay_system_wrong_key", wrong)
+    wrong_log = rest.log("juspay_system_wrong_key", wrong, "fulfil", try_number=ti["try_number"])
+    say(f"wrong API key: run {state}, task {ti['state']} at try {ti['try_number']} of {ti['max_tries'] + 1}")
+    assert state == "failed" and ti["state"] == "failed" and ti["try_number"] == 1
+    assert "refused the credentials" in wrong_log and "not-the-key" not in wrong_log
+
+    # -- the connection test -------------------------------------------------------------------------
+    tested = deployment.airflow("connections", "test", "juspay_default").stdout
+    say(f"airflow connections test juspay_default: {tested.strip().splitlines()[-1]}")
+    assert "success" in tested.lower()
+
+    # -- what Juspay saw -----------------------------------------------------------------------------
+    accepted = dict(sandbox.accepted)
+    doubles = sandbox.doubles()
+    say(f"sandbox: {len(sandbox.requests)} requests, {len(accepted)} commands accepted, {len(doubles)} twice")
+    assert doubles == {}, doubles
+    assert set(accepted) == expected, (
+        sorted(set(accepted) - expected)[:5],
+        sorted(expected - set(accepted))[:5],
+    )
+
+    # -- the browser ---------------------------------------------------------------------------------
+    from tests.system.browser import check_ui
+
+    check_ui(deployment.api, screenshots, nightly_run=run_id)
+    say(f"screenshots in {screenshots}")
+
+
+def main() -> None:
+    # SIGTERM (a CI timeout, a kill) unwinds like an error, so every process started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--screenshots", default=str(REPO / "artifacts" / "system-test"))
+    args = parser.parse_args()
+    screenshots = Path(args.screenshots)
+    screenshots.mkdir(parents=True, exist_ok=True)
+    run(screenshots)
+
+
+if __name__ == "__main__":
+    main()
