@@ -35,7 +35,7 @@ def check_ui(api: str, screenshots: Path, *, nightly_run: str) -> None:
             page.fill("input[name=username]", "admin")
             page.fill("input[name=password]", ADMIN_PASSWORD)
             page.locator("button[type=submit]").click()
-            page.wait_for_load_state("networkidle")
+            page.get_by_role("button", name="Admin").wait_for()  # logged in: the navigation is drawn
 
             page.goto(f"{api}/connections", wait_until="networkidle")
             page.get_by_role("button", name="Add Connection").click()
