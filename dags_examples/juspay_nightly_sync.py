@@ -1,7 +1,8 @@
 """Nightly: tell Juspay about every fulfilment the warehouse recorded during the day.
 
 The SQL selects the rows of the run's data interval, so re-running a day or backfilling past days
-(`airflow dags backfill juspay_nightly_sync -s 2026-11-01 -e 2026-11-26`) sends each day's rows.
+(`airflow backfill create --dag-id juspay_nightly_sync --from-date 2026-11-01 --to-date 2026-11-26`,
+Airflow 3's command) sends each day's rows.
 Needs a ``juspay_default`` connection and a SQL connection ``warehouse`` (any DbApiHook: SQLite,
 Postgres, Snowflake, ...) holding a ``fulfilments`` table; the ledger table is created there. On SQLite,
 put the file in WAL mode (``PRAGMA journal_mode=WAL``) so the ledger can be written while rows are read.

@@ -136,7 +136,10 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
         )
-        # A manual run's data interval ends at its logical date: the run of DAY + 1 covers DAY.
+        # A manual run's data interval ends at its logical date: the run of DAY + 1 covers DAY. That run
+        # stays at logical date DAY + 1, where a later backfill of DAY + 1 would take the day as done:
+        # harmless here (this AIRFLOW_HOME is thrown away); on a deployment, sync past days with
+        # `airflow backfill create` (README, "Syncing past days").
         logical_date = (DAY + timedelta(days=1)).isoformat()
 
         print(f"\n1. The nightly sync of {DAY}.")
