@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Another Airflow for the version matrix, e.g. `make test VENV=.venv-af31 AIRFLOW='apache-airflow==3.1.*'`.
 AIRFLOW ?=
 
-.PHONY: install demo test system-test lint bench dist clean
+.PHONY: install demo test system-test lint bench bench-scaleout dist clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ $(VENV)/.installed-system: $(VENV)/.installed
 # Benchmarks against the bundled sandbox (loopback only); sizes: `make bench BENCH_ARGS="--help"`.
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Case 6: the sharded sync on a CeleryExecutor deployment (what system-test needs); --rows N.
+bench-scaleout: $(VENV)/.installed-system
+	$(BIN)/python -m bench.scaleout $(BENCH_ARGS)
 
 # The wheel and sdist, and their metadata checked as PyPI would (CI runs this after the tests).
 dist: install

@@ -67,7 +67,11 @@ def run(screenshots: Path) -> None:
     ) as sandbox:
         say(f"sandbox on {sandbox.base_url} (20 ms latency, 2% 503s, 0.5% lost replies)")
         deployment = Deployment(
-            dags=[REPO / "dags_examples", REPO / "tests" / "system" / "dags"],
+            dags=[
+                REPO / "dags_examples",
+                REPO / "tests" / "system" / "dags",
+                REPO / "bench" / "scaleout_dags",
+            ],
             connections={
                 "juspay_default": conn(sandbox.base_url),
                 "juspay_wrong_key": conn(sandbox.base_url, api_key="not-the-key"),
@@ -275,6 +279,11 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
         sorted(set(accepted) - expected)[:5],
         sorted(expected - set(accepted))[:5],
     )
+
+    # -- the scale-out benchmark, tiny: that it keeps working on this deployment, not how fast -----------
+    from bench.scaleout import measure, report
+
+    print(report(measure(rest, warehouse_uri, rows=400, shards=(1, 2)), rows=400), flush=True)
 
     # -- the browser ---------------------------------------------------------------------------------
     from tests.system.browser import check_ui
