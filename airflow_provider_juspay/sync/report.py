@@ -337,7 +337,8 @@ class RunReport:
             lines.append("top errors: " + ", ".join(f"{code} {n}" for code, n in top))
         for f in self.failures[:failures_shown]:
             code, message = f.get("error_code") or "", f.get("message") or ""
-            lines.append(f"- {f['order_id']}: {f['outcome']} {code} {message}".rstrip())
+            order = f["order_id"] or "(no order id)"
+            lines.append(f"- {order}: {f['outcome']} {code} {message}".rstrip())
         if len(self.failures) > failures_shown or self.failure_count > len(self.failures[:failures_shown]):
             lines.append(f"({self.failure_count} failures in all)")
         return "\n".join(lines)
@@ -366,7 +367,8 @@ class RunReport:
             lines.append(f"  first failures (of {self.failure_count}):")
             for f in self.failures[:failures_shown]:
                 code, message = f.get("error_code") or "", f.get("message") or ""
-                lines.append(f"    {f['order_id']}: {f['outcome']} {code} {message}".rstrip())
+                order = f["order_id"] or "(no order id)"
+                lines.append(f"    {order}: {f['outcome']} {code} {message}".rstrip())
         return "\n".join(lines)
 
 
