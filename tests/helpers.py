@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -111,3 +114,21 @@ class FakeTaskInstance:
 
 def context_with(ti: FakeTaskInstance) -> dict:
     return {"ti": ti}
+
+
+def airflow_dags_test(
+    dag_id: str, sandbox, *args: str, folder: Path | None = None, **env: str
+) -> subprocess.CompletedProcess:
+    """``airflow dags test`` in its own process, ``juspay_default`` on the sandbox; ``env`` adds variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", dag_id, *args],
+        env={
+            **os.environ,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(folder or REPO / "dags_examples"),
+            "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

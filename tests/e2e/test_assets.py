@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
 
 from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
 from airflow_provider_juspay.sync.report import RunReport
-from tests.helpers import DAY, MERCHANT_ID, REPO, FakeTaskInstance, conn_json
+from tests.helpers import DAY, MERCHANT_ID, REPO, FakeTaskInstance, airflow_dags_test
 
 EXAMPLES = REPO / "dags_examples"
 
@@ -79,26 +76,7 @@ def test_nightly_push_records_its_counts_in_the_asset_event_and_reconcile_reads_
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    env = {
-        **os.environ,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
-        "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
-    }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "airflow",
-            "dags",
-            "test",
-            "juspay_nightly_sync",
-            (DAY + timedelta(days=1)).isoformat(),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = airflow_dags_test("juspay_nightly_sync", sandbox, (DAY + timedelta(days=1)).isoformat())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     with create_session() as session:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import API_KEY, DAY, REPO, DagBag, conn_json, xcoms
+from tests.helpers import API_KEY, DAY, REPO, DagBag, airflow_dags_test, conn_json, xcoms
 
 pytestmark = pytest.mark.e2e
 
@@ -122,18 +122,7 @@ def test_nightly_example_sends_nothing_for_a_day_without_rows(airflow_db, sandbo
 
 
 def run_example(dag_id: str, sandbox, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
-        "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", dag_id, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = airflow_dags_test(dag_id, sandbox, *args)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 

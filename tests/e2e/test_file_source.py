@@ -184,12 +184,9 @@ def test_files_on_s3_are_pushed_and_the_export_lands_on_s3(airflow_db, sandbox, 
 def test_the_courier_csv_example_pushes_the_days_drop_and_writes_its_failures(
     airflow_db, sandbox, warehouse, tmp_path
 ):
-    import os
-    import subprocess
-    import sys
     from datetime import timedelta
 
-    from tests.helpers import DAY, REPO, conn_json
+    from tests.helpers import DAY, airflow_dags_test
 
     day = tmp_path / "drops" / DAY.isoformat()
     day.mkdir(parents=True)
@@ -200,21 +197,10 @@ def test_the_courier_csv_example_pushes_the_days_drop_and_writes_its_failures(
         "UNKNOWN-3,AWB-3,2026-11-26T12:00:00Z,SUCCESS,Asha\n"
         "CSV-4,AWB-4,yesterday,SUCCESS,Asha\n"
     )
-    conf = json.dumps({"drop": f"file://{tmp_path}/drops"})
     # The run of the 27th at 06:00 covers [26th 06:00, 27th 06:00): data_interval_start | ds is the 26th.
     run_at = f"{(DAY + timedelta(days=1)).isoformat()}T06:00:00+00:00"
-    command = ["airflow", "dags", "test", "juspay_courier_csv_drop", run_at]
-    done = subprocess.run(
-        [sys.executable, "-m", *command, "--conf", conf],
-        env={
-            **os.environ,
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags_examples"),
-            "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    conf = json.dumps({"drop": f"file://{tmp_path}/drops"})
+    done = airflow_dags_test("juspay_courier_csv_drop", sandbox, run_at, "--conf", conf)
     # 2 failures of 4 rows is over the example's 5%: the task fails, and says where the list is.
     assert "failures written to" in done.stdout + done.stderr
     sent = {(r.order_id, r.form.get("fulfillment_id")) for r in sandbox.requests if r.status == 200}

@@ -4,39 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import API_KEY, DAY, REPO, conn_json
+from tests.helpers import API_KEY, DAY, REPO, airflow_dags_test
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = REPO / "dags_examples"
 
 
-def run_with_lineage(dag_id: str, sandbox, events: Path, *args: str, folder: Path = EXAMPLES, **env: str):
+def run_with_lineage(dag_id: str, sandbox, events: Path, *args: str, folder: Path = EXAMPLES):
     """``airflow dags test`` with OpenLineage writing every event to ``events`` (one JSON per line)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", dag_id, *args],
-        env={
-            **os.environ,
-            "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
-            "AIRFLOW_CONN_JUSPAY_DEFAULT": conn_json(sandbox.base_url),
-            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
-                {"type": "file", "log_file_path": str(events), "append": True}
-            ),
-            "AIRFLOW__OPENLINEAGE__NAMESPACE": "juspay-tests",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
+    transport = {"type": "file", "log_file_path": str(events), "append": True}
+    return airflow_dags_test(
+        dag_id,
+        sandbox,
+        *args,
+        folder=folder,
+        AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(transport),
+        AIRFLOW__OPENLINEAGE__NAMESPACE="juspay-tests",
     )
-    return done
 
 
 def task_events(events: Path, task_id: str) -> dict[str, dict]:
