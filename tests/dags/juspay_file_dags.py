@@ -30,3 +30,14 @@ with DAG("juspay_test_sql_export", schedule=None, start_date=START, catchup=Fals
         failures_path="{{ dag_run.conf['failures_path'] }}",
         max_failure_ratio=1.0,
     )
+
+with DAG("juspay_test_files_dry_run", schedule=None, start_date=START, catchup=False):
+    BulkFulfilmentOperator(
+        task_id="push",
+        path="{{ dag_run.conf['path'] }}",
+        failures_path="{{ dag_run.conf['failures_path'] }}",
+        column_map={"order": "order_id", "status": "fulfillment_status"},
+        defaults={"fulfillment_command": "NO_ACTION"},
+        dry_run=True,
+        max_failure_ratio=1.0,
+    )

@@ -210,3 +210,17 @@ def test_the_courier_csv_example_pushes_the_days_drop_and_writes_its_failures(
     assert set(failures) == {"UNKNOWN-3", "CSV-4"}
     assert failures["CSV-4"]["position"].endswith("courier-1.csv line 5")
     assert failures["UNKNOWN-3"]["outcome"] == "rejected"
+
+
+def test_a_dry_run_over_files_sends_nothing_and_exports_only_the_invalid_rows(
+    airflow_db, sandbox, juspay_conn, tmp_path
+):
+    day = write_day(tmp_path / "d")
+    run = run_dag(
+        "juspay_test_files_dry_run", {"path": str(tmp_path / "d"), "failures_path": str(tmp_path / "f.jsonl")}
+    )
+    report = run.xcom[("push", "return_value")]
+    assert run.task_states["push"] == "success" and sandbox.requests == []
+    assert report["dry_run"] and report["counts"]["not_attempted"] == day["good"] + day["unknown"]
+    exported = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert [e["outcome"] for e in exported] == ["invalid"] * day["bad"]
