@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.helpers import API_KEY, run_dag
+from tests.helpers import API_KEY, conn_json, run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -224,3 +224,23 @@ def test_a_dry_run_over_files_sends_nothing_and_exports_only_the_invalid_rows(
     assert report["dry_run"] and report["counts"]["not_attempted"] == day["good"] + day["unknown"]
     exported = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
     assert [e["outcome"] for e in exported] == ["invalid"] * day["bad"]
+
+
+def test_a_run_stopped_by_a_refused_key_still_writes_every_row_to_the_export(
+    airflow_db, sandbox, tmp_path, monkeypatch
+):
+    day = write_day(tmp_path / "d")
+    wrong = json.loads(conn_json(sandbox.base_url))
+    monkeypatch.setenv("AIRFLOW_CONN_JUSPAY_DEFAULT", json.dumps({**wrong, "password": "not-the-key"}))
+    run = run_dag(
+        "juspay_test_files", {"path": str(tmp_path / "d"), "failures_path": str(tmp_path / "f.csv")}
+    )
+    assert run.task_states["push"] == "failed"
+    report = run.xcom[("push", "report")]
+    assert report["stopped"]["error_code"] == "UNAUTHORIZED"
+    with open(tmp_path / "f.csv", newline="") as f:
+        exported = list(csv.DictReader(f))
+    # Every row read ended a failure (one refused, the rest not attempted, the bad ones invalid): all written.
+    assert len(exported) == report["total"] == day["total"] == report["failures_export"]["rows"]
+    assert {e["outcome"] for e in exported} == {"failed", "not_attempted", "invalid"}
+    assert "not-the-key" not in (tmp_path / "f.csv").read_text()
