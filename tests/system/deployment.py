@@ -328,8 +328,17 @@ class Rest:
     def unpause(self, dag_id: str) -> None:
         self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
-    def trigger(self, dag_id: str, *, logical_date: str | None = None, conf: dict | None = None) -> str:
+    def trigger(
+        self,
+        dag_id: str,
+        *,
+        logical_date: str | None = None,
+        conf: dict | None = None,
+        partition_key: str | None = None,
+    ) -> str:
         body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
+        if partition_key is not None:
+            body["partition_key"] = partition_key
         return self.call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:

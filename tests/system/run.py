@@ -107,6 +107,7 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
         "juspay_bulk_from_xcom",
         "juspay_system_wait_for_payment",
         "juspay_system_wrong_key",
+        "juspay_system_partitioned",
     ]
     rest.wait_for_dags(names)
     say("the dag-processor parsed the example and system DAGs")
@@ -264,6 +265,27 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     say(f"wrong API key: run {state}, task {ti['state']} at try {ti['try_number']} of {ti['max_tries'] + 1}")
     assert state == "failed" and ti["state"] == "failed" and ti["try_number"] == 1
     assert "refused the credentials" in wrong_log and "not-the-key" not in wrong_log
+
+    # -- a partitioned run (Airflow 3.2+): its asset event carries the partition key and the counts --------
+    rest.unpause("juspay_system_partitioned")
+    partitioned = rest.trigger("juspay_system_partitioned", partition_key=str(DAY))
+    state = rest.wait_run("juspay_system_partitioned", partitioned, timeout=180)
+    events = rest.get("/assets/events", source_dag_id="juspay_system_partitioned", source_run_id=partitioned)
+    [event] = events["asset_events"]
+    say(
+        f"partitioned run {state}: asset event with partition key {event.get('partition_key')!r}, "
+        f"extra {event['extra']}"
+    )
+    assert state == "success" and event.get("partition_key") == str(DAY)
+    assert event["extra"]["partition_key"] == str(DAY) and event["extra"]["counts"]["sent"] == 2
+
+    # Unpausing also started the run of today's partition: every run sends its own partition's orders.
+    def partition_runs() -> list[dict] | None:
+        runs = rest.get("/dags/juspay_system_partitioned/dagRuns", limit=20)["dag_runs"]
+        return runs if all(r["state"] in ("success", "failed") for r in runs) else None
+
+    keys = {r["partition_key"] for r in wait_for("the partitioned runs to end", partition_runs, 120)}
+    expected |= {(f"PART-{key}-{i}", "NO_ACTION") for key in keys for i in (1, 2)}
 
     # -- the connection test -------------------------------------------------------------------------
     tested = deployment.airflow("connections", "test", "juspay_default").stdout
