@@ -6,16 +6,18 @@ provider registers) works the same way; credentials come from the connection in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import IO, TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import IO, TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException
+
+from airflow_provider_juspay.sync.export import FailureExport, export_format
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-__all__ = ["files_to_read", "storage_path"]
+__all__ = ["failure_export", "files_to_read", "storage_path"]
 
 _GLOB = frozenset("*?[")
 
@@ -52,6 +54,29 @@ def files_to_read(url: str) -> list[tuple[str, Callable[[], AbstractContextManag
         else:
             raise AirflowException(f"no such file or folder: {url!r}")
     return [(str(p), _opener(p)) for p in found]
+
+
+@contextmanager
+def failure_export(url: str, *, dry_run: bool, log: Any) -> Iterator[FailureExport]:
+    """The failure file at ``url`` (format from its suffix), closed complete however the run ends.
+
+    Opened before anything is sent: a target that cannot be written fails the task with nothing lost.
+    A local folder is created; object stores need none.
+    """
+    fmt = export_format(url)
+    target = storage_path(url)
+    try:
+        if target.protocol in ("file", "local", ""):
+            target.parent.mkdir(parents=True, exist_ok=True)
+        opened = target.open("w", encoding="utf-8", errors="backslashreplace", newline="")
+    except Exception as exc:
+        raise AirflowException(f"failures_path {url!r} cannot be written: {exc}") from exc
+    with opened as stream:
+        export = FailureExport(stream, fmt, dry_run=dry_run)
+        try:
+            yield export
+        finally:
+            log.info("%d failures written to %s", export.rows, url)
 
 
 def _opener(path: ObjectStoragePath) -> Callable[[], AbstractContextManager[IO[bytes]]]:

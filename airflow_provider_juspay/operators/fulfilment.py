@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
-from airflow_provider_juspay.hooks.files import files_to_read, storage_path
+from airflow_provider_juspay.hooks.files import failure_export, files_to_read
 from airflow_provider_juspay.hooks.juspay import fail_without_retry_on_config_error
 from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
@@ -417,52 +417,46 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
 
     @contextmanager
     def _failure_export(self) -> Iterator[FailureExport | None]:
-        """The failure file of ``failures_path``, closed (complete) however the run ends."""
         if not self.failures_path:
             yield None
             return
-        url = str(self.failures_path)
-        fmt = export_format(url)
-        target = storage_path(url)
-        try:
-            if target.protocol in ("file", "local", ""):
-                target.parent.mkdir(parents=True, exist_ok=True)  # object stores need no folders
-            opened = target.open("w", encoding="utf-8", errors="backslashreplace", newline="")
-        except Exception as exc:  # before anything is sent: nothing lost, the reason is named
-            raise AirflowException(f"failures_path {url!r} cannot be written: {exc}") from exc
-        with opened as stream:
-            export = FailureExport(stream, fmt, dry_run=self.is_dry_run)
-            try:
-                yield export
-            finally:
-                self.log.info("%d failures written to %s", export.rows, url)
+        with failure_export(str(self.failures_path), dry_run=self.is_dry_run, log=self.log) as export:
+            yield export
 
-    def _rows(self, files: Any, builder: ReportBuilder) -> Iterator[Any]:
+    def _rows(self, files: list[Any] | None, builder: ReportBuilder) -> Iterator[Any]:
+        """The rows of the one source given: files, XCom records or the query."""
         if files is not None:
-            read = read_files(
-                files,
-                file_format_given=self.file_format,
-                csv_options=self.csv_options,
-                on_error=builder.unreadable,
-            )
-            first = next(read, None)
-            if first is None:
-                return
-            if isinstance(first, Mapping):
-                self._log_unmapped(list(first))
-            yield first
-            yield from read
-            return
+            return self._file_rows(files, builder)
         if self.sql is None:
-            rows = self._records
-            if rows and isinstance(rows[0], Mapping):
-                self._log_unmapped(list(rows[0]))
-            yield from rows
+            return self._record_rows()
+        return self._sql_rows()
+
+    def _file_rows(self, files: list[Any], builder: ReportBuilder) -> Iterator[Any]:
+        read = read_files(
+            files,
+            file_format_given=self.file_format,
+            csv_options=self.csv_options,
+            on_error=builder.unreadable,
+        )
+        first = next(read, None)
+        if first is None:
             return
+        if isinstance(first, Mapping):
+            self._log_unmapped(list(first))
+        yield first
+        yield from read
+
+    def _record_rows(self) -> Iterator[Any]:
+        rows = self._records
+        if rows and isinstance(rows[0], Mapping):
+            self._log_unmapped(list(rows[0]))
+        yield from rows
+
+    def _sql_rows(self) -> Iterator[Any]:
         db = db_api_hook(str(self.sql_conn_id)).get_conn()
         try:
             yield from stream_query(
-                db, self.sql, self.parameters, fetch_size=self.fetch_size, on_columns=self._log_unmapped
+                db, str(self.sql), self.parameters, fetch_size=self.fetch_size, on_columns=self._log_unmapped
             )
         finally:
             db.close()
