@@ -22,13 +22,15 @@ def _seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def seed(warehouse_uri: str, rows: int, table_name: str) -> None:
+def seed(warehouse_uri: str, rows: int, table_name: str, suffix: str) -> None:
+    """``rows`` orders in ``table_name``; ``suffix`` keeps each case's order ids its own."""
     import psycopg2
 
     with psycopg2.connect(warehouse_uri) as db, db.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {table_name}")
         cursor.execute(
-            f"CREATE TABLE {table_name} AS SELECT g AS id, 'SCALE-' || lpad(g::text, 8, '0') AS order_id, "
+            f"CREATE TABLE {table_name} AS SELECT g AS id, "
+            f"'SCALE-' || lpad(g::text, 8, '0') || '-{suffix}' AS order_id, "
             "'SUCCESS' AS fulfillment_status, 'NO_ACTION' AS fulfillment_command "
             "FROM generate_series(1, %s) AS g",
             [rows],
@@ -41,12 +43,7 @@ def measure(rest, warehouse_uri: str, rows: int, shards: tuple[int, ...] = SHARD
     rest.unpause("juspay_bench_scaleout")
     for n in shards:
         table_name = f"bench_scaleout_{n}"
-        seed(warehouse_uri, rows, table_name)
-        # Order ids must differ per case: a second case would meet ALREADY_EXISTS answers otherwise.
-        import psycopg2
-
-        with psycopg2.connect(warehouse_uri) as db, db.cursor() as cursor:
-            cursor.execute(f"UPDATE {table_name} SET order_id = order_id || '-S{n}'")
+        seed(warehouse_uri, rows, table_name, suffix=f"S{n}")
         triggered = time.time()
         run_id = rest.trigger("juspay_bench_scaleout", conf={"shards": n, "table": table_name})
         state = rest.wait_run("juspay_bench_scaleout", run_id, timeout=900)

@@ -90,9 +90,8 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
         seeded = seed_warehouse(db, DAY, ROWS, placeholder="%s")
     for order_id in seeded.unknown_ids:
         sandbox.orders[order_id] = "NOT_FOUND"
-    expected = good_keys(warehouse_uri) - {
-        (o, c) for o, c in good_keys(warehouse_uri) if o in seeded.unknown_ids
-    }
+    day_keys = good_keys(warehouse_uri)  # the day's valid commands, read once
+    expected = {(o, c) for o, c in day_keys if o not in seeded.unknown_ids}
     say(
         f"warehouse seeded: {seeded.total} rows of {DAY} ({seeded.good} good, {seeded.unknown} unknown, "
         f"{seeded.bad} bad)"
@@ -229,7 +228,7 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     assert state == "success" and retried["counts"]["sent"] + retried["counts"]["already_fulfilled"] == len(
         paid_since
     )
-    expected |= {(o, c) for o, c in good_keys(warehouse_uri) if o in paid_since}
+    expected |= {(o, c) for o, c in day_keys if o in paid_since}
 
     # -- records from XCom ---------------------------------------------------------------------------
     rest.unpause("juspay_bulk_from_xcom")
