@@ -175,10 +175,13 @@ class FulfilmentOperatorBase(BaseOperator):
                 self.log.warning(
                     "outlet %s names merchant %r; this task pushed for %r", outlet.uri, named, merchant_id
                 )
-            event = events[outlet]
-            event.extra.update(extra)
-            if partition_key and hasattr(event, "add_partitions"):  # Airflow 3.2+
-                event.add_partitions(partition_key)
+            try:
+                event = events[outlet]
+                event.extra.update(extra)
+                if partition_key and hasattr(event, "add_partitions"):  # Airflow 3.2+
+                    event.add_partitions(partition_key)
+            except Exception as exc:  # the push is done and delivered: an event's extra must not fail it
+                self.log.warning("asset event of %s carries no report: %s", outlet.uri, exc)
 
     def _failed(self, error: BaseException) -> BaseException:
         """Remember why this try fails (for lineage) and hand the exception back to raise."""

@@ -102,3 +102,32 @@ def test_nightly_push_records_its_counts_in_the_asset_event_and_reconcile_reads_
     summary = reconcile.summarise([extra])
     assert summary["total"] == warehouse.total and summary["counts"]["rejected"] == warehouse.unknown
     assert summary["pushes"] == [f"juspay_nightly_sync/{extra['run_id']}"]
+
+
+def test_an_outlet_of_another_merchant_is_warned_about_and_a_dry_run_says_so(juspay_conn, capfd):
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    asset = Asset("juspay://someone_else/fulfillment")
+    op = BulkFulfilmentOperator(task_id="push", records=[], outlets=[asset], dry_run=True)
+    op._report = RunReport(total=2, counts={"not_attempted": 2}, dry_run=True)
+    events = OutletEventAccessors()
+    op.announce({"ti": FakeTaskInstance(), "outlet_events": events})
+    logged = "".join(capfd.readouterr())
+    assert "names merchant 'someone_else'" in logged and MERCHANT_ID in logged
+    assert events[asset].extra["dry_run"] is True and events[asset].extra["failure_count"] == 0
+    assert "partition_key" not in events[asset].extra
+
+
+def test_an_event_that_cannot_take_the_report_does_not_fail_a_delivered_push(juspay_conn, capfd):
+    from airflow.sdk import Asset
+
+    class Refusing(dict):
+        def __getitem__(self, key):
+            raise RuntimeError("no accessor for this outlet")
+
+    asset = Asset(f"juspay://{MERCHANT_ID}/fulfillment")
+    op = BulkFulfilmentOperator(task_id="push", records=[], outlets=[asset])
+    op._report = RunReport(total=1, counts={"sent": 1})
+    op.announce({"ti": FakeTaskInstance(), "outlet_events": Refusing()})
+    assert "carries no report: no accessor for this outlet" in "".join(capfd.readouterr())
