@@ -29,5 +29,6 @@ def test_every_benchmark_case_runs_at_tiny_sizes():
         assert title in out
     assert "HttpOperator mapped" in out and "http.client keep-alive loop" in out
     assert "Machine: " in out and "cores" in out
+    assert "CSV file source" in out and "Parquet file source" in out
     if postgres:
         assert "PostgreSQL (server-side cursor) warehouse" in out
