@@ -32,7 +32,7 @@ from tenacity import (
 )
 
 from airflow_provider_juspay import __version__
-from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts, is_loopback
+from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts, endpoint_of, is_loopback
 from airflow_provider_juspay.errors import (
     ApiError,
     AuthError,
@@ -250,7 +250,11 @@ class JuspayClient:
         except NotFound:
             return True, f"Connected to {self.config.base_url}: Juspay accepted the API key."
         except AuthError as exc:
-            return False, f"Juspay refused the credentials: {exc}"
+            return False, (
+                f"Juspay at {endpoint_of(self.config.base_url)} refused the credentials: {exc}. A key works "
+                "only in the environment that issued it: check the API key, the merchant id and the extra "
+                "'environment' (sandbox | production)."
+            )
         except JuspayError as exc:
             return False, f"Could not check the connection to {self.config.base_url}: {exc}"
         finally:

@@ -19,6 +19,7 @@ __all__ = [
     "RetryPolicy",
     "Timeouts",
     "base_url_for",
+    "endpoint_of",
     "portal_url",
 ]
 
@@ -131,15 +132,36 @@ def portal_url(base_url: str) -> str:
     return PORTALS["sandbox"] if "sandbox" in host or is_loopback(host) else PORTALS["production"]
 
 
-def base_url_for(host: str | None, environment: str | None) -> str:
-    """The base URL from an explicit host, else from the environment name."""
+def base_url_for(host: str | None, environment: str | None, port: int | None = None) -> str:
+    """The base URL from an explicit host (and port), else from the environment name.
+
+    A host without a scheme (a connection URI splits it off) is https, or plain http for a loopback
+    host (the sandbox); a port given apart (the URI form, or the form's port field) is kept.
+    """
     if host and host.strip():
         host = host.strip()
-        return host if "://" in host else f"https://{host}"
+        if "://" not in host:
+            hostname = urlsplit(f"//{host}").hostname or host
+            host = f"{'http' if is_loopback(hostname) else 'https'}://{host}"
+        parts = urlsplit(host)
+        if port and parts.port is None and parts.hostname:
+            host = parts._replace(netloc=f"{parts.netloc}:{int(port)}").geturl()
+        return host
     env = (environment or DEFAULT_ENVIRONMENT).strip().lower()
     if env not in BASE_URLS:
         raise ConfigError(f"environment must be one of {', '.join(BASE_URLS)}, got {environment!r}")
     return BASE_URLS[env]
+
+
+def endpoint_of(base_url: str) -> str:
+    """Which Juspay a base URL is, in words for error messages: ``the sandbox environment (URL)``."""
+    for name, url in BASE_URLS.items():
+        if base_url.rstrip("/") == url:
+            return f"the {name} environment ({url})"
+    host = urlsplit(base_url).hostname or ""
+    if is_loopback(host):
+        return f"a local sandbox ({base_url})"
+    return f"the connection's host ({base_url})"
 
 
 def check_base_url(url: str) -> str:

@@ -57,10 +57,15 @@ class RecordError(JuspayError, ValueError):
         self.field = field
         self.value = value
         self.rule = rule
+        #: The row's identifying fields as given (command, fulfilment id...), for the failure export.
+        self.fields: dict[str, str] = {}
         shown = repr(value)
         if len(shown) > 80:
             shown = shown[:77] + "..."
-        super().__init__(f"order {order_id or '<missing>'}: {field}={shown}: {rule}")
+        # An invalid id is shown as the field's value, never as a "missing" order.
+        super().__init__(
+            f"order {order_id}: {field}={shown}: {rule}" if order_id else f"{field}={shown}: {rule}"
+        )
 
 
 class RunStopped(JuspayError):

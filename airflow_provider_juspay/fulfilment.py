@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -193,6 +194,23 @@ class FulfilmentRecord:
         :raises RecordError: naming the order id, field, value and rule broken.
         """
         values = _gather(mapping, column_map or {}, defaults or {})
+        try:
+            return cls._from_values(values, extra_commands, timezone)
+        except RecordError as exc:
+            # The row's own words, for people to find it: its id as given and the ids of the shipment.
+            if exc.order_id is None and values.get("order_id") is not None:
+                exc.order_id = _shown_id(values["order_id"])
+            exc.fields = {
+                name: _shown_id(values[name])
+                for name in ("fulfillment_command", "fulfillment_id", "fulfillment_status", "routing_id")
+                if values.get(name) is not None
+            }
+            raise
+
+    @classmethod
+    def _from_values(
+        cls, values: dict[str, Any], extra_commands: Iterable[str], timezone: str
+    ) -> FulfilmentRecord:
         order_id = _order_id(values.get("order_id"))
         # Enabled commands are checked as record commands are: a name, not any text.
         extra = {_enum_text(c) for c in extra_commands}
@@ -289,10 +307,40 @@ def printable(text: str) -> str:
     )
 
 
+def _shown_id(value: object) -> str:
+    """A value as text that is safe to log and bounded (an invalid row's id, as given)."""
+    try:
+        return printable(str(value))[:MAX_ID_CHARS]
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _whole_number(value: object, name: str, check: Any) -> object:
+    """A warehouse's whole-number ``Decimal`` (NUMERIC, NUMBER, DECIMAL) as an int; other numbers refused.
+
+    An id must be exact: a float, or a Decimal with a fraction, is refused with the cast that fixes it.
+    """
+    if isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value():
+            return int(value)
+        rule = "is not a whole number, so not an id"
+    elif isinstance(value, float):
+        rule = "is a float, which cannot hold every id exactly"
+    else:
+        return value
+    raise check(
+        name,
+        value,
+        f"{rule}: cast the column to text or a whole number in the query "
+        f"(e.g. CAST({name} AS VARCHAR) or CAST({name} AS BIGINT))",
+    )
+
+
 def _order_id(value: object) -> str:
     """One safe URL path segment, exactly as given: never trimmed or otherwise changed."""
     if value is None:
         raise RecordError(None, "order_id", value, "is required")
+    value = _whole_number(value, "order_id", partial(RecordError, None))
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise RecordError(None, "order_id", value, f"must be text or an integer, not {type(value).__name__}")
     text = str(value)
@@ -322,6 +370,7 @@ def _fulfillment_id(value: object, check: Any) -> str | None:
     """Free of control characters, at most MAX_ID_CHARS; surrounding spaces are trimmed (documented)."""
     if value is None:
         return None
+    value = _whole_number(value, "fulfillment_id", check)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise check("fulfillment_id", value, f"must be text or an integer, not {type(value).__name__}")
     text = str(value).strip()
@@ -336,6 +385,7 @@ def _routing_id(value: object, check: Any) -> str | None:
     """A header value: printable ASCII, at most MAX_ID_CHARS; surrounding spaces are trimmed."""
     if value is None:
         return None
+    value = _whole_number(value, "routing_id", check)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise check("routing_id", value, f"must be text or an integer, not {type(value).__name__}")
     text = str(value).strip()

@@ -58,12 +58,36 @@ def test_order_id_accepts_integers_and_is_never_trimmed():
         ("ORD\ud800", "lone surrogates"),
         ("X" * 129, "over 128"),
         (b"ORD-1", "not bytes"),
-        (1.5, "not float"),
+        (1.5, "is a float, which cannot hold every id exactly: cast the column"),
         (True, "not bool"),
     ],
 )
 def test_order_id_rules(order_id, rule):
     assert rule in broken("order_id", order_id=order_id).rule
+
+
+@pytest.mark.parametrize("field", ["order_id", "fulfillment_id", "routing_id"])
+def test_whole_number_decimals_are_sent_as_integer_text(field):
+    """PostgreSQL numeric, Oracle NUMBER and MySQL DECIMAL come back as Decimal."""
+    for value, text in ((Decimal("12345"), "12345"), (Decimal("7.000"), "7"), (Decimal("1E+3"), "1000")):
+        assert getattr(make(**{field: value}), field) == text
+
+
+@pytest.mark.parametrize("field", ["order_id", "fulfillment_id", "routing_id"])
+@pytest.mark.parametrize("value", [Decimal("12.5"), Decimal("NaN"), Decimal("Infinity"), 12.0, 3.25])
+def test_fractional_decimals_and_floats_are_refused_with_the_cast(field, value):
+    err = broken(field, **{field: value})
+    assert err.field == field
+    assert f"CAST({field} AS VARCHAR)" in err.rule and f"CAST({field} AS BIGINT)" in err.rule
+
+
+def test_an_invalid_order_id_is_named_as_given_never_missing():
+    err = broken("order_id", order_id="ORD\x001")
+    assert err.order_id == "ORD\\x001" and "<missing>" not in str(err)
+    err = broken("order_id", order_id=Decimal("1.5"), fulfillment_id="AWB-9")
+    assert err.order_id == "1.5" and str(err).startswith("order_id=Decimal('1.5'): is not a whole number")
+    assert err.fields["fulfillment_id"] == "AWB-9" and err.fields["fulfillment_command"]
+    assert "<missing>" not in str(broken("order_id", order_id=None))
 
 
 def test_order_id_at_the_length_limit_and_hostile_but_legal_ids_pass():

@@ -39,7 +39,12 @@ from airflow_provider_juspay.fulfilment import DEFAULT_TIMEZONE, FulfilmentRecor
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["JuspayHook", "client_config_from_connection", "fail_without_retry_on_config_error"]
+__all__ = [
+    "JuspayHook",
+    "client_config_from_connection",
+    "fail_without_retry_on_config_error",
+    "refuse_other_types",
+]
 
 
 class JuspayHook(BaseHook):
@@ -173,15 +178,13 @@ def fail_without_retry_on_config_error(conn_id: str) -> Iterator[None]:
 
 def client_config_from_connection(conn: Connection) -> ClientConfig:
     """Build the client settings from a ``juspay`` connection and its documented extras."""
+    refuse_other_types(conn)
     extra = conn.extra_dejson or {}
-    host = conn.host
-    if host and conn.port and "://" in host and host.count(":") == 1:
-        host = f"{host}:{conn.port}"
     extra_commands = extra.get("extra_commands") or ()
     if isinstance(extra_commands, str):
         extra_commands = [c for c in extra_commands.split(",") if c.strip()]
     return ClientConfig(
-        base_url=base_url_for(host, extra.get("environment")),
+        base_url=base_url_for(conn.host, extra.get("environment"), conn.port),
         merchant_id=(conn.login or "").strip(),
         api_key=conn.password or "",
         timeouts=Timeouts(
@@ -197,6 +200,18 @@ def client_config_from_connection(conn: Connection) -> ClientConfig:
         pool_size=int(_number(extra, "pool_size", DEFAULT_POOL_SIZE)),
         timezone=str(extra.get("timezone") or DEFAULT_TIMEZONE),
         extra_commands=tuple(str(c).strip().upper() for c in extra_commands),
+    )
+
+
+def refuse_other_types(conn: Connection) -> None:
+    """Only a ``juspay`` connection is one: another type's login and password never leave the process."""
+    if conn.conn_type == JuspayHook.conn_type:
+        return
+    raise ConfigError(
+        f"connection {conn.conn_id!r} is of type {conn.conn_type!r}, not 'juspay'; nothing was sent "
+        "(its credentials stay here). Pass juspay_conn_id= a connection of type juspay (login = merchant "
+        "id, password = API key), e.g. AIRFLOW_CONN_JUSPAY_DEFAULT='juspay://<merchant id>:<API key>@', "
+        "and keep the warehouse's connection for sql_conn_id / ledger_conn_id."
     )
 
 

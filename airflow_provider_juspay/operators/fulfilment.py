@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+from airflow_provider_juspay.config import endpoint_of
 from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
 from airflow_provider_juspay.hooks.files import failure_export, files_to_read
 from airflow_provider_juspay.hooks.juspay import fail_without_retry_on_config_error
@@ -151,7 +152,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         if stop is not None:
             context["ti"].xcom_push(key="results", value=payload)
             unsent = sum(r.outcome is Outcome.NOT_ATTEMPTED for r in results)
-            raise self._failed(_stop_error(stop, self.juspay_conn_id, unsent))
+            raise self._failed(_stop_error(stop, self.juspay_conn_id, unsent, self.hook.config.base_url))
         self._raise_on_failures(results, context, payload)
         self.announce(context)
         return payload[0] if single else payload
@@ -175,12 +176,14 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         )
 
 
-def _stop_error(stop: Stop, conn_id: str, unsent: int) -> Exception:
+def _stop_error(stop: Stop, conn_id: str, unsent: int, base_url: str) -> Exception:
     """The exception a stopped run fails with: no Airflow retry where a retry cannot help."""
     if stop.error_code == UNAUTHORIZED:
         return AirflowFailException(
-            f"Juspay refused the credentials of {conn_id!r} ({stop.error}); {unsent} records were not "
-            "attempted. Fix the connection's API key or merchant id, then clear the task."
+            f"Juspay at {endpoint_of(base_url)} refused the credentials of {conn_id!r} ({stop.error}); "
+            f"{unsent} records were not attempted. A key works only in the environment that issued it: "
+            "fix the connection's API key, merchant id or extra 'environment' (sandbox | production; "
+            "the host field overrides it), then clear the task."
         )
     if stop.error_code == UNEXPECTED_RESPONSES:
         return AirflowFailException(
@@ -386,7 +389,9 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             context["ti"].xcom_push(key="report", value=report.to_dict())
             if outcome.stop is not None:
                 unsent = report.counts["not_attempted"]
-                raise self._failed(_stop_error(outcome.stop, self.juspay_conn_id, unsent))
+                raise self._failed(
+                    _stop_error(outcome.stop, self.juspay_conn_id, unsent, self.hook.config.base_url)
+                )
             raise self._failed(
                 AirflowException(
                     f"{problem}; an Airflow retry (or the next run, with a ledger) sends only what was not "

@@ -83,7 +83,8 @@ class RunControl:
                 return False
             self.stop_reason = Stop(error_code, message, error)
             self._stopped.set()
-        log.error("Stopping the run (%s): %s", error_code, message)
+        # Not ERROR: the task's own error, raised at the end with the report, is the one to read.
+        log.warning("Stopping the run (%s): %s", error_code, message)
         return True
 
     def cancel(self, message: str = "the task was asked to stop") -> None:

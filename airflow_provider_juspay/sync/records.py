@@ -54,7 +54,13 @@ def validate_rows(
         try:
             record = make_record(row)
         except RecordError as exc:
-            yield _invalid(exc.order_id or _raw_order_id(row), f"{where}: {exc}", where)
+            yield _invalid(
+                exc.order_id or _raw_order_id(row),
+                f"{where}: {exc}",
+                where,
+                command=exc.fields.get("fulfillment_command"),
+                fulfillment_id=exc.fields.get("fulfillment_id"),
+            )
         except Exception as exc:  # whatever a row holds, it is one row with one outcome, never the run's end
             reason = "not a mapping" if not isinstance(row, Mapping) else "could not be read"
             yield _invalid(
@@ -66,13 +72,23 @@ def validate_rows(
             yield record
 
 
-def _invalid(order_id: str | None, message: str, position: str) -> FulfilmentResult:
+def _invalid(
+    order_id: str | None,
+    message: str,
+    position: str,
+    *,
+    command: str | None = None,
+    fulfillment_id: str | None = None,
+) -> FulfilmentResult:
+    """An invalid row's result, with what it said of its shipment (operations find it by its AWB)."""
     return FulfilmentResult(
         order_id=order_id,
         outcome=Outcome.INVALID,
         error_code="INVALID_RECORD",
         message=message,
         position=position,
+        command=command,
+        fulfillment_id=fulfillment_id,
     )
 
 

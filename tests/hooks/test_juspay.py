@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import subprocess
 import sys
 
@@ -209,3 +210,79 @@ def test_provider_info_follows_the_schema_airflow_ships_and_names_importable_thi
     for path in (uris["handler"], uris["factory"]):
         module, _, name = path.rpartition(".")
         assert callable(getattr(importlib.import_module(module), name)), path
+
+
+# -- the connection forms users write, and connections that are not Juspay's (issue 17) ---------------
+
+
+def test_uri_form_keeps_host_port_and_extras_like_the_json_form(monkeypatch, sandbox):
+    """``AIRFLOW_CONN_X='juspay://m:key@127.0.0.1:8765?...'``: Airflow splits host and port; both are kept."""
+    host, port = "127.0.0.1", sandbox.port
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_JP_URI",
+        f"juspay://{MERCHANT_ID}:{API_KEY}@{host}:{port}?environment=production&read_timeout=7&max_attempts=2",
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_JP_JSON",
+        json.dumps(
+            {
+                "conn_type": "juspay",
+                "login": MERCHANT_ID,
+                "password": API_KEY,
+                "host": host,
+                "port": port,
+                "extra": {"environment": "production", "read_timeout": "7", "max_attempts": 2},
+            }
+        ),
+    )
+    uri, js = JuspayHook("jp_uri").config, JuspayHook("jp_json").config
+    assert uri == js
+    # A loopback host without a scheme is the sandbox: plain http, as "http://" in the JSON form.
+    assert uri.base_url == f"http://127.0.0.1:{port}" == sandbox.base_url
+    assert (uri.timeouts.read, uri.retry.max_attempts) == (7.0, 2)
+    assert JuspayHook("jp_uri").fulfil(GOOD).outcome is Outcome.SENT
+
+
+def test_a_remote_host_without_scheme_is_https_with_its_port(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_JP", f"juspay://m1:{API_KEY}@api.juspay.io:8443")
+    assert JuspayHook("jp").config.base_url == "https://api.juspay.io:8443"
+    set_conn(
+        monkeypatch, "jp2", login="m1", password=API_KEY, host="https://proxy.example.com/juspay", port=9443
+    )
+    assert JuspayHook("jp2").config.base_url == "https://proxy.example.com:9443/juspay"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "postgresql://wh_user:wh-secret-pw@127.0.0.1:{port}/warehouse",
+        "http://wh_user:wh-secret-pw@127.0.0.1:{port}",
+        "sqlite://wh_user:wh-secret-pw@127.0.0.1:{port}",
+    ],
+)
+def test_a_connection_of_another_type_is_refused_before_any_request(monkeypatch, sandbox, uri):
+    """Its login and password never leave the process, and the message says what to pass instead."""
+    with socket.socket() as listener:  # where the other connection points: nothing may arrive there
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(0.2)
+        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_PG", uri.format(port=listener.getsockname()[1]))
+        hook = JuspayHook("warehouse_pg")
+        with pytest.raises(ConfigError) as info:
+            hook.fulfil(GOOD)
+        ok, message = hook.test_connection()
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    text = str(info.value)
+    assert "'warehouse_pg'" in text and "not 'juspay'" in text and "juspay_conn_id" in text
+    assert text.split("type ")[1].startswith(repr(uri.split(":")[0].replace("postgresql", "postgres")))
+    assert not ok and "not 'juspay'" in message
+    assert "wh-secret-pw" not in text + message
+    assert sandbox.requests == []
+
+
+def test_a_refused_key_names_the_environment_and_url(monkeypatch, sandbox):
+    set_conn(monkeypatch, "jp", login=MERCHANT_ID, password="sk_live_not_this_sandbox", host=sandbox.base_url)
+    ok, message = JuspayHook("jp").test_connection()
+    assert not ok and f"a local sandbox ({sandbox.base_url})" in message and "environment" in message
+    assert "sk_live_not_this_sandbox" not in message
