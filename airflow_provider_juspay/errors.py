@@ -4,6 +4,7 @@
 
     JuspayError
     ├── ConfigError(JuspayError, ValueError)   bad connection or config; names the missing field
+    │   └── MappingError                       the source's columns name no field a record needs
     ├── RecordError(JuspayError, ValueError)   a record broke a rule          -> outcome "invalid"
     ├── RunStopped                             the run is stopping (breaker, signal, refused key)
     │                                                                          -> "not_attempted"
@@ -27,6 +28,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "JuspayError",
+    "MappingError",
     "NotFound",
     "RateLimited",
     "RecordError",
@@ -47,6 +49,10 @@ class JuspayError(Exception):
 
 class ConfigError(JuspayError, ValueError):
     """The connection or configuration is unusable; the message names the field."""
+
+
+class MappingError(ConfigError):
+    """The source's columns name no record field for a required one: every row would be invalid."""
 
 
 class RecordError(JuspayError, ValueError):

@@ -33,7 +33,7 @@ from airflow_provider_juspay.config import (
     Timeouts,
     base_url_for,
 )
-from airflow_provider_juspay.errors import ConfigError, JuspayError
+from airflow_provider_juspay.errors import ConfigError, JuspayError, MappingError
 from airflow_provider_juspay.fulfilment import DEFAULT_TIMEZONE, FulfilmentRecord, FulfilmentResult
 
 if TYPE_CHECKING:
@@ -169,9 +169,12 @@ class JuspayHook(BaseHook):
 
 @contextmanager
 def fail_without_retry_on_config_error(conn_id: str) -> Iterator[None]:
-    """A connection that cannot work fails the task without Airflow retries, as a refused key does."""
+    """A connection that cannot work, or a source whose columns name no required field, fails the task
+    without Airflow retries, as a refused key does."""
     try:
         yield
+    except MappingError as exc:  # the source's columns: a retry reads the same ones
+        raise AirflowFailException(str(exc)) from exc
     except ConfigError as exc:
         raise AirflowFailException(f"connection {conn_id!r} cannot be used: {exc}") from exc
 

@@ -18,6 +18,7 @@ from airflow_provider_juspay.hooks.juspay import fail_without_retry_on_config_er
 from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
 from airflow_provider_juspay.operators._deprecations import warn_renamed
+from airflow_provider_juspay.operators._interval import empty_interval_problem, mentions_interval
 from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, UNEXPECTED_RESPONSES
 from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
@@ -26,8 +27,13 @@ from airflow_provider_juspay.sync.export import FailureExport, export_format
 from airflow_provider_juspay.sync.files import CsvOptions, read_files
 from airflow_provider_juspay.sync.files import file_format as format_of
 from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
-from airflow_provider_juspay.sync.report import DEFAULT_MAX_FAILURES_LISTED, ReportBuilder
-from airflow_provider_juspay.sync.sources import DEFAULT_FETCH_SIZE, stream_query, unmapped_columns
+from airflow_provider_juspay.sync.report import DEFAULT_MAX_FAILURES_LISTED, ReportBuilder, RunReport
+from airflow_provider_juspay.sync.sources import (
+    DEFAULT_FETCH_SIZE,
+    checked_first_batch,
+    stream_query,
+    unmapped_columns,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -200,6 +206,22 @@ def _stop_error(stop: Stop, conn_id: str, unsent: int, base_url: str) -> Excepti
     )
 
 
+def _verdict_error(problem: str, report: RunReport, min_rows: int | None) -> Exception:
+    """The exception a judged run fails with: an Airflow retry only where a retry can deliver more
+    (rows that failed or were not attempted, a file not read, rows not loaded yet)."""
+    counts = report.counts
+    too_few = min_rows is not None and report.total < min_rows
+    if counts["failed"] or counts["not_attempted"] or report.unread or too_few:
+        return AirflowException(
+            f"{problem}; an Airflow retry (or the next run, with a ledger) sends only what was not "
+            f"delivered. By error code: {report.errors}"
+        )
+    return AirflowFailException(
+        f"{problem}; a retry would send the same rows and get the same answers: fix the data, the "
+        f"column_map/defaults or the connection, then clear the task. By error code: {report.errors}"
+    )
+
+
 def _as_rows(records: Any) -> list[Mapping[str, Any]]:
     """Accept a list of mappings, one mapping, or their JSON text (a rendered template)."""
     if isinstance(records, str):
@@ -255,6 +277,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     :param max_failure_ratio: share of failures allowed, 0 to 1 (default: no share limit).
     :param max_failures_listed: failures listed in the report (all are counted), default 100.
     :param max_failed_ratio: deprecated name of ``max_failure_ratio``.
+    :param min_rows: fail the run when the source reads fewer rows (default: none; a run that reads 0
+        rows passes with a WARNING). A late upstream load then fails loudly, and an Airflow retry reads again.
     :param juspay_conn_id: the ``juspay`` connection, default ``juspay_default`` (templated).
     :param column_map: ``{"source_column": "field"}`` renames.
     :param defaults: values for fields a row lacks (templated).
@@ -300,6 +324,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         max_failure_ratio: float | None = None,
         max_failures_listed: int = DEFAULT_MAX_FAILURES_LISTED,
         max_failed_ratio: float | None = None,
+        min_rows: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -336,6 +361,21 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         self.max_failures = max_failures
         self.max_failure_ratio = max_failure_ratio
         self.max_failures_listed = max_failures_listed
+        if min_rows is not None and min_rows < 0:
+            raise ValueError(f"min_rows must be >= 0, got {min_rows}")
+        self.min_rows = min_rows
+        #: Source fields whose templates use the data interval (found when they are rendered).
+        self._interval_fields: list[str] = []
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Render as usual, noting first which source fields are templated on the data interval."""
+        env = jinja_env or self.get_template_env()
+        self._interval_fields = [
+            name
+            for name in ("sql", "parameters", "records", "path")
+            if mentions_interval(getattr(self, name), env, self.template_ext)
+        ]
+        super().render_template_fields(context, env)
 
     def hook_pool_size(self) -> int | None:
         return self.max_concurrency
@@ -345,6 +385,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             return self._execute(context)
 
     def _execute(self, context: Context) -> dict[str, Any]:
+        if problem := empty_interval_problem(context, self._interval_fields):
+            raise self._failed(AirflowFailException(problem))
         # Resolved first: a missing file or an empty glob fails before anything is sent.
         files = files_to_read(str(self.path)) if self.path is not None else None
         builder = ReportBuilder(
@@ -384,7 +426,14 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         if export is not None:
             report.failures_export = {"path": str(self.failures_path), "rows": export.rows}
         self.log.info("%s", report.format())
-        problem = report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
+        if report.total == 0 and not report.unread:
+            self.log.warning(
+                "The source read 0 rows: nothing was sent. If rows were expected, check the query's "
+                "window (data interval, dates) and the source; min_rows= fails a run that reads fewer."
+            )
+        problem = report.verdict(
+            max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio, min_rows=self.min_rows
+        )
         if problem is not None:
             context["ti"].xcom_push(key="report", value=report.to_dict())
             if outcome.stop is not None:
@@ -392,12 +441,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 raise self._failed(
                     _stop_error(outcome.stop, self.juspay_conn_id, unsent, self.hook.config.base_url)
                 )
-            raise self._failed(
-                AirflowException(
-                    f"{problem}; an Airflow retry (or the next run, with a ledger) sends only what was not "
-                    f"delivered. By error code: {report.errors}"
-                )
-            )
+            raise self._failed(_verdict_error(problem, report, self.min_rows))
         self.announce(context)
         return report.to_dict()
 
@@ -429,40 +473,34 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             yield export
 
     def _rows(self, files: list[Any] | None, builder: ReportBuilder) -> Iterator[Any]:
-        """The rows of the one source given: files, XCom records or the query."""
+        """The rows of the one source given (files, XCom records or the query), their columns checked
+        on the first batch: columns that name no required field fail the task before anything is sent."""
         if files is not None:
-            return self._file_rows(files, builder)
-        if self.sql is None:
-            return self._record_rows()
-        return self._sql_rows()
+            rows: Iterable[Any] = self._file_rows(files, builder)
+        elif self.sql is None:
+            rows = self._records
+        else:
+            rows = self._sql_rows()
+        return checked_first_batch(
+            rows,
+            column_map=self.column_map,
+            defaults=self.defaults,
+            batch=self.fetch_size,
+            on_columns=self._log_unmapped,
+        )
 
     def _file_rows(self, files: list[Any], builder: ReportBuilder) -> Iterator[Any]:
-        read = read_files(
+        return read_files(
             files,
             file_format_given=self.file_format,
             csv_options=self.csv_options,
             on_error=builder.unreadable,
         )
-        first = next(read, None)
-        if first is None:
-            return
-        if isinstance(first, Mapping):
-            self._log_unmapped(list(first))
-        yield first
-        yield from read
-
-    def _record_rows(self) -> Iterator[Any]:
-        rows = self._records
-        if rows and isinstance(rows[0], Mapping):
-            self._log_unmapped(list(rows[0]))
-        yield from rows
 
     def _sql_rows(self) -> Iterator[Any]:
         db = db_api_hook(str(self.sql_conn_id)).get_conn()
         try:
-            yield from stream_query(
-                db, str(self.sql), self.parameters, fetch_size=self.fetch_size, on_columns=self._log_unmapped
-            )
+            yield from stream_query(db, str(self.sql), self.parameters, fetch_size=self.fetch_size)
         finally:
             db.close()
 

@@ -20,6 +20,7 @@ __all__ = [
     "ReportBuilder",
     "RunReport",
     "counts_as_failure",
+    "failure_groups",
 ]
 
 DEFAULT_MAX_FAILURES_LISTED = 100
@@ -289,16 +290,23 @@ class RunReport:
         return None
 
     def verdict(
-        self, *, max_failures: int | None = None, max_failure_ratio: float | None = None
+        self,
+        *,
+        max_failures: int | None = None,
+        max_failure_ratio: float | None = None,
+        min_rows: int | None = None,
     ) -> str | None:
         """Why the run cannot be called done, or None: the one pass/fail rule of every task.
 
-        In order: undelivered rows (:meth:`undone`), whatever the limits; delivered fulfilments that
-        changed (``on_change="fail"``); then the failures against ``max_failures`` (a count) and
-        ``max_failure_ratio`` (a share), each checked when given; with neither, :meth:`nothing_done`.
+        In order: undelivered rows (:meth:`undone`), whatever the limits; fewer rows read than
+        ``min_rows``; delivered fulfilments that changed (``on_change="fail"``); then the failures against
+        ``max_failures`` (a count) and ``max_failure_ratio`` (a share), each checked when given; with
+        neither, :meth:`nothing_done`.
         """
         if reason := self.undone():
             return reason
+        if min_rows is not None and self.total < min_rows:
+            return f"the source read {self.total} rows, fewer than min_rows={min_rows}"
         if changed := self.errors.get(CHANGED_AFTER_DELIVERY):
             return f"{changed} delivered fulfilments changed since (on_change='fail')"
         failures, ratio = self.failure_count, self.failure_ratio
@@ -335,11 +343,9 @@ class RunReport:
         if self.errors:
             top = sorted(self.errors.items(), key=lambda kv: -kv[1])[:3]
             lines.append("top errors: " + ", ".join(f"{code} {n}" for code, n in top))
-        for f in self.failures[:failures_shown]:
-            code, message = f.get("error_code") or "", f.get("message") or ""
-            order = f["order_id"] or "(no order id)"
-            lines.append(f"- {order}: {f['outcome']} {code} {message}".rstrip())
-        if len(self.failures) > failures_shown or self.failure_count > len(self.failures[:failures_shown]):
+        groups = failure_groups(self.failures, ids_shown=min(IDS_SHOWN, failures_shown))
+        lines += [f"- {line}" for line in groups[:failures_shown]]
+        if len(groups) > failures_shown or self.failure_count > len(self.failures[:failures_shown]):
             lines.append(f"({self.failure_count} failures in all)")
         return "\n".join(lines)
 
@@ -351,6 +357,8 @@ class RunReport:
             f"  {'outcome':<18}{'count':>10}",
         ]
         lines += [f"  {name:<18}{count:>10}" for name, count in self.counts.items()]
+        if not self.total and not self.unread:
+            lines.insert(1, "  NO ROWS: the source read nothing, so nothing was sent")
         if self.stopped:
             lines.insert(1, f"  STOPPED EARLY ({self.stopped['error_code']}): {self.stopped['message']}")
         if self.errors:
@@ -365,14 +373,48 @@ class RunReport:
             )
         if self.failures:
             lines.append(f"  first failures (of {self.failure_count}):")
-            for f in self.failures[:failures_shown]:
-                code, message = f.get("error_code") or "", f.get("message") or ""
-                order = f["order_id"] or "(no order id)"
-                lines.append(f"    {order}: {f['outcome']} {code} {message}".rstrip())
+            lines += [f"    {line}" for line in failure_groups(self.failures)[:failures_shown]]
         return "\n".join(lines)
 
 
 _HELD = frozenset({Outcome.SKIPPED, Outcome.HELD_ELSEWHERE})
+#: Order ids named in a group of identical failures.
+IDS_SHOWN = 5
+
+
+def failure_groups(failures: Iterable[Mapping[str, Any]], *, ids_shown: int = IDS_SHOWN) -> list[str]:
+    """One line per distinct failure (outcome, code, message), in order of first sight: a failure seen
+    once reads ``order: outcome code message``; identical ones read once with their count and first ids.
+
+    A message's own row position and order id (``row 5: order X: ...``) are not part of what makes two
+    failures identical, so ten rows refused for the same reason read as one line.
+    """
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for f in failures:
+        groups.setdefault((f["outcome"], f.get("error_code") or "", _reason(f)), []).append(f)
+    lines = []
+    for (outcome, code, reason), members in groups.items():
+        if len(members) == 1:
+            f = members[0]
+            order = f["order_id"] or "(no order id)"
+            lines.append(f"{order}: {outcome} {code} {f.get('message') or ''}".replace("  ", " ").rstrip())
+            continue
+        ids = ", ".join(m["order_id"] or "(no order id)" for m in members[:ids_shown])
+        more = ", ..." if len(members) > ids_shown else ""
+        lines.append(f"{len(members)} x {outcome} {code} {reason} (orders {ids}{more})".replace("  ", " "))
+    return lines
+
+
+def _reason(failure: Mapping[str, Any]) -> str:
+    """The message without the row's position and order id that start it."""
+    message = failure.get("message") or ""
+    position = failure.get("position")
+    if position and message.startswith(f"{position}: "):
+        message = message[len(position) + 2 :]
+    order = failure.get("order_id")
+    if order and message.startswith(f"order {order}: "):
+        message = message[len(order) + 8 :]
+    return message
 
 
 def _is_failure(name: str, dry_run: bool) -> bool:
