@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
+from datetime import datetime, timedelta, timezone
 from functools import partial
 
 import pytest
@@ -25,6 +27,17 @@ def db(ledger_db):
 @pytest.fixture
 def client(ledger_client):
     return ledger_client
+
+
+@pytest.fixture
+def connect(db):
+    """Opens another connection to the ledger's database (what a heartbeat needs)."""
+    if isinstance(db, sqlite3.Connection):
+        path = db.execute("PRAGMA database_list").fetchone()[2]
+        return lambda: sqlite3.connect(path, check_same_thread=False)
+    import psycopg2
+
+    return lambda: psycopg2.connect(db.dsn)
 
 
 def make_ledger(db, try_number=1):
@@ -110,11 +123,18 @@ def test_in_flight_keys_from_a_crash_are_resent_and_resolve_as_delivered(db, cli
     assert sandbox.doubles() == {}
 
 
-def test_keys_another_live_run_holds_are_held_elsewhere_not_sent(db, client, sandbox):
-    holder = make_ledger(db)
+def test_keys_another_live_run_holds_are_held_elsewhere_not_sent(db, client, sandbox, connect):
+    """A live holder's heartbeat renews its lease: the other run waits to see that, then leaves them."""
+    holder = Ledger(
+        db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-1", "push", 1), lease_s=0.4, connect=connect
+    )
+    holder.ensure_table()
     list(holder.filter([FulfilmentRecord.from_mapping(r) for r in rows(5)]))  # in flight in a live run
-    other = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("nightly", "scheduled-1", "push", 1))
-    report = run(client, other, rows(8))
+    other = Ledger(connect(), merchant_id=MERCHANT_ID, run=RunInfo("nightly", "scheduled-1", "push", 1))
+    try:
+        report = run(client, other, rows(8))
+    finally:
+        holder.close()
     assert report["counts"]["held_elsewhere"] == 5 and report["counts"]["sent"] == 3
     assert len(sandbox.requests) == 3, "nothing another run holds was sent"
     held = [f for f in report["failures"] if f["outcome"] == "held_elsewhere"]
@@ -122,15 +142,58 @@ def test_keys_another_live_run_holds_are_held_elsewhere_not_sent(db, client, san
     assert set(holder.states().values()) == {"in_flight", "sent"}
 
 
-def test_a_dead_runs_keys_go_again_once_its_lease_has_passed(db, client, sandbox):
-    dead = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-0", "push", 1), lease_s=0.2)
+def test_keys_a_live_run_delivers_meanwhile_end_skipped(db, client, sandbox, connect):
+    """The other run waits for the holder, which delivers: nothing is held at the end, nothing sent twice."""
+    holder = Ledger(
+        connect(), merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-1", "push", 1), lease_s=2, connect=connect
+    )
+    holder.ensure_table()
+    claimed = list(holder.filter([FulfilmentRecord.from_mapping(r) for r in rows(5)]))
+
+    def deliver_later():
+        time.sleep(0.3)
+        list(holder.record(client.fulfil(record) for record in claimed))
+
+    thread = threading.Thread(target=deliver_later)
+    thread.start()
+    other = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("nightly", "scheduled-1", "push", 1), lease_s=2)
+    report = run(client, other, rows(8))
+    thread.join()
+    holder.close()
+    assert report["counts"]["skipped"] == 5 and report["counts"]["sent"] == 3
+    assert report["counts"]["held_elsewhere"] == 0
+    assert len(sandbox.requests) == 8 and sandbox.doubles() == {}
+
+
+def test_a_run_waits_for_a_dead_runs_keys_and_sends_them_once_its_lease_has_passed(db, client, sandbox):
+    dead = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-0", "push", 1), lease_s=0.5)
     dead.ensure_table()
-    list(dead.filter([FulfilmentRecord.from_mapping(r) for r in rows(4)]))
-    other = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("backfill", "run-9", "push", 1))
-    assert run(client, other, rows(4))["counts"]["held_elsewhere"] == 4, "within the lease: held"
-    time.sleep(0.3)
+    list(dead.filter([FulfilmentRecord.from_mapping(r) for r in rows(4)]))  # then it dies: no renewal
+    other = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("backfill", "run-9", "push", 1), lease_s=2)
+    started = time.monotonic()
     report = run(client, other, rows(4))
+    assert time.monotonic() - started >= 0.5, "not before the dead run's lease had passed"
     assert report["counts"]["sent"] == 4 and set(other.states().values()) == {"sent"}
+
+
+def test_leases_are_judged_on_the_databases_clock_not_the_workers(db, client, sandbox, connect):
+    """A worker whose clock is an hour ahead must not take a live run's keys (nor one behind keep them)."""
+    holder = Ledger(
+        db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-1", "push", 1), lease_s=0.8, connect=connect
+    )
+    holder.ensure_table()
+    list(holder.filter([FulfilmentRecord.from_mapping(r) for r in rows(3)]))
+    ahead = Ledger(
+        connect(),
+        merchant_id=MERCHANT_ID,
+        run=RunInfo("other", "run-2", "push", 1),
+        wall_clock=lambda: datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+    try:
+        report = run(client, ahead, rows(3))
+    finally:
+        holder.close()
+    assert report["counts"]["held_elsewhere"] == 3 and sandbox.requests == []
 
 
 def test_a_key_twice_in_one_run_is_sent_once(db, client, sandbox):
@@ -302,5 +365,32 @@ def test_a_live_run_renews_the_lease_of_the_keys_it_holds(db):
     (renewed,) = leases()
     assert renewed > first
     other = Ledger(db, merchant_id=MERCHANT_ID, run=RunInfo("other", "run-2", "push", 1))
-    decided = list(other.filter([FulfilmentRecord.from_mapping(r) for r in rows(3)]))
-    assert all(getattr(item, "outcome", None) is Outcome.HELD_ELSEWHERE for item in decided)
+    assert list(other.filter([FulfilmentRecord.from_mapping(r) for r in rows(3)])) == [], "decided last"
+    decided = list(other.settle_held(stopped=lambda: True))  # a stopped run does not wait
+    assert [item.outcome for item in decided] == [Outcome.HELD_ELSEWHERE] * 3
+
+
+def test_the_heartbeat_renews_the_lease_while_no_row_moves(db, connect):
+    ledger = Ledger(
+        db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-1", "push", 1), lease_s=0.4, connect=connect
+    )
+    ledger.ensure_table()
+    list(ledger.filter([FulfilmentRecord.from_mapping(r) for r in rows(2)]))  # claimed, never written
+    watcher = connect()
+
+    def lease():
+        cursor = watcher.cursor()
+        cursor.execute("SELECT MIN(lease_until) FROM juspay_fulfilment_ledger")
+        (value,) = cursor.fetchone()
+        cursor.close()
+        watcher.commit()
+        return value
+
+    first = lease()
+    time.sleep(0.35)
+    assert lease() > first, "renewed by the heartbeat, with no flush and no row done"
+    ledger.close()
+    stopped_at = lease()
+    time.sleep(0.25)
+    assert lease() == stopped_at, "a closed ledger (a dead run) renews nothing"
+    watcher.close()

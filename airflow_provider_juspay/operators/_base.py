@@ -37,8 +37,9 @@ class FulfilmentOperatorBase(BaseOperator):
         delivered keys are skipped and every attempt is recorded, so reruns and backfills are safe.
     :param ledger_table: the ledger's table, created when missing.
     :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
-    :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 900,
-        renewed while the run goes on); a key left by a dead process goes again after it.
+    :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 60),
+        renewed every quarter of it by a heartbeat while the run lives and judged on the ledger
+        database's clock; a key left by a dead process goes again once it has passed.
     :param circuit_breaker: when the run stops sending because Juspay keeps failing
         (``BreakerPolicy``; default: 20 transient failures in a row, or 80% of the last 50 attempts,
         lasting 5 s; 3 answers in a row that are not Juspay's).
@@ -130,8 +131,12 @@ class FulfilmentOperatorBase(BaseOperator):
                 ),
                 lease_s=float(self.ledger_lease),
                 placeholder=placeholder if placeholder in ("?", "%s") else None,
+                connect=sql_hook.get_conn,  # the heartbeat's own connection
             )
-            yield ledger
+            try:
+                yield ledger
+            finally:
+                ledger.close()
         finally:
             with contextlib.suppress(Exception):  # a connection that already failed must not mask why
                 connection.close()

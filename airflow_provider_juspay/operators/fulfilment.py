@@ -71,7 +71,8 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
     :param ledger_conn_id: a SQL connection holding the delivery ledger (templated); reruns are safe.
     :param ledger_table: the ledger's table, created when missing.
     :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
-    :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 900).
+    :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 60,
+        renewed by a heartbeat while the run lives).
     :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
     """
 
@@ -285,7 +286,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     :param ledger_conn_id: a SQL connection holding the delivery ledger (templated); reruns are safe.
     :param ledger_table: the ledger's table, created when missing.
     :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
-    :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 900).
+    :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 60,
+        renewed by a heartbeat while the run lives).
     :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
     """
 

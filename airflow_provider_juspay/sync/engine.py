@@ -51,8 +51,15 @@ class Push:
         if self.ledger is None:
             yield from self.dispatcher.run(items)
             return
-        claimed = self.ledger.filter(items, on_change=self.on_change, stopped=lambda: self.control.stopped)
+
+        def stopped() -> bool:
+            return self.control.stopped
+
+        claimed = self.ledger.filter(items, on_change=self.on_change, stopped=stopped)
         yield from self.ledger.record(self.dispatcher.run(claimed))
+        # Keys other runs held: decided once this run's own outcomes are written (see Ledger.settle_held).
+        settled = self.ledger.settle_held(on_change=self.on_change, stopped=stopped)
+        yield from self.ledger.record(self.dispatcher.run(settled))
 
     def _until_cancelled(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
         source = iter(rows)

@@ -8,19 +8,24 @@ The API key is never written.
 
 Runs may overlap (a retry DAG during the nightly sync, a backfill, shards whose queries overlap).
 A run claims a key before sending it: an INSERT of a new key, or a compare-and-set UPDATE of the row
-it read, so one run wins each key whatever the database. A key another live run holds in flight is
-``held_elsewhere`` here. A claim carries a lease (``lease_s``, renewed while the run goes on); a key
-left in flight by a dead process is taken over at once by the next try of the same task, and by any
-other run once the lease has passed.
+it read, so one run wins each key whatever the database. A claim carries a lease (``lease_s``, 60 s by
+default) that a heartbeat renews every quarter lease while the run lives, whatever its rows do; leases
+are written and judged on the database's clock, so workers whose clocks disagree still agree on them.
+A key another run holds is waited for at the end of the run: delivered by the holder, it is
+``skipped``; still renewed, it is ``held_elsewhere`` (that live run delivers it); left by a run that
+stopped renewing, it is taken over once the lease has passed and sent. The next try of the same task
+takes over its earlier try's keys at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +42,7 @@ __all__ = [
     "DEFAULT_TABLE",
     "IN_FLIGHT",
     "ON_CHANGE",
+    "LeaseLost",
     "Ledger",
     "LedgerPreview",
     "RunInfo",
@@ -52,9 +58,13 @@ DELIVERED = frozenset(o.value for o in Outcome if o.is_delivered)
 UNDELIVERED = tuple(o.value for o in Outcome if o.is_failure and o is not Outcome.INVALID)
 #: What to do with a delivered key whose payload changed since.
 ON_CHANGE = ("send", "skip", "fail")
-#: Seconds a claim holds a key against other runs unless renewed. It must outlast the longest a record
-#: can take (max_attempts x (deadline + max_wait), 7 minutes with the defaults); a live run renews it.
-DEFAULT_LEASE_S = 900.0
+#: Seconds a claim holds a key against other runs unless renewed. A live run's heartbeat renews it every
+#: quarter lease, however long a record takes, so a dead run's keys go again within about a minute.
+DEFAULT_LEASE_S = 60.0
+#: Longest pause between two looks at keys another run holds, and at a stop.
+_HELD_POLL_S = 1.0
+#: Slack on lease expiry for clock readings that are not exact (a database clock read over the network).
+_CLOCK_MARGIN_S = 2.0
 #: Times a key lost to another run's write is read and decided again before it counts as held.
 _CLAIM_ROUNDS = 3
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -99,8 +109,13 @@ _LOOKED_UP = (
 #: Outcomes written for a claimed key (held and skipped keys were never claimed; invalid never sent).
 _WRITTEN = frozenset(o for o in Outcome if o.is_delivered or o.is_failure) - {Outcome.INVALID}
 ABANDONED_IN_FLIGHT = "ABANDONED_IN_FLIGHT"
+_SAME_RUN = "an earlier row of this run"
 #: A record to claim: its position in the batch, the record, its payload hash, and its row as read.
 _Claim = tuple[int, FulfilmentRecord, str, "dict[str, Any] | None"]
+
+
+class LeaseLost(RuntimeError):
+    """The heartbeat could not renew this run's lease for half of it: its keys may soon go to another run."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,9 @@ class Ledger:
     :param lease_s: seconds this run's claims hold their keys against other runs (renewed as it goes).
     :param placeholder: the bind marker of the connection (``DbApiHook.placeholder``); sniffed from
         the driver's ``paramstyle`` when not given.
+    :param connect: opens another connection to the same database, for the heartbeat thread that renews
+        this run's lease (e.g. ``DbApiHook.get_conn``); without it the lease is renewed as outcomes are
+        written, which a run stuck on slow records may not do in time.
     """
 
     def __init__(
@@ -155,6 +173,8 @@ class Ledger:
         placeholder: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] | None = None,
+        connect: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not _TABLE_NAME.match(table):
             raise ValueError(f"ledger table must be a plain [schema.]name, got {table!r}")
@@ -176,8 +196,14 @@ class Ledger:
         self._pending: list[FulfilmentResult] = []
         #: Keys this run holds in flight and has not yet written an outcome for.
         self._claimed: set[tuple[str, str, str]] = set()
+        #: Keys another run held when this one wanted them: the record, and the lease seen then.
+        self._held: dict[tuple[str, str, str], tuple[FulfilmentRecord, str | None]] = {}
         self._last_flush = clock()
         self._last_renewal = clock()
+        self._sleep = sleep
+        #: Seconds the database's clock is ahead of this machine's (leases are on the database's clock).
+        self._clock_offset: float | None = None
+        self._heartbeat = _Heartbeat(self, connect) if connect is not None else None
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -227,6 +253,8 @@ class Ledger:
         code CHANGED_AFTER_DELIVERY). A key another live run holds in flight becomes ``held_elsewhere``.
         Once ``stopped()`` is true, nothing more is claimed: records pass on unclaimed, to be counted
         ``not_attempted``, and the ledger is left as it was for them.
+
+        Keys another run holds are not passed on: :meth:`settle_held` decides them after the rest.
         """
         for batch in self._batches(items, on_change):
             if stopped is not None and stopped():
@@ -271,6 +299,7 @@ class Ledger:
 
         A key another run wrote between our read and our claim is read and decided again.
         """
+        self._check_lease()
         decided = list(batch)
         positions = _record_positions(batch)
         for _ in range(_CLAIM_ROUNDS):
@@ -279,14 +308,73 @@ class Ledger:
                 decided[i] = result
             positions = self._claim(claims)
             if not positions:
-                return decided
+                break
         for i in positions:  # still contended after every round: another run is at it right now
             decided[i] = _result(
                 batch[i],  # type: ignore[arg-type]
                 Outcome.HELD_ELSEWHERE,
                 message="another run claimed this key at the same moment",
             )
-        return decided
+        # Keys another run holds are decided at the end of the run, once their holder had its chance.
+        kept = []
+        for i, item in enumerate(decided):
+            record = batch[i]
+            if _held_by_another_run(item) and isinstance(record, FulfilmentRecord):
+                self._held.setdefault(_key(record), (record, None))
+            else:
+                kept.append(item)
+        return kept
+
+    def settle_held(
+        self, *, on_change: str = "send", stopped: Callable[[], bool] | None = None
+    ) -> Iterator[Item]:
+        """Decide the keys :meth:`filter` found held by other runs, once this run's own are done: wait
+        until each is delivered (``skipped``), renewed by a live holder (``held_elsewhere``: that run sends
+        it) or left by a holder that stopped renewing (claimed here, to send), at most about one lease.
+        """
+        stopped = stopped or (lambda: False)
+        if not self._held:
+            return
+        held, self._held = self._held, {}
+        log.info("%d keys are held by other runs: waiting for them (at most %.0f s)", len(held), self.lease_s)
+        deadline = self._clock() + self.lease_s + 2 * _CLOCK_MARGIN_S
+        poll = max(0.01, min(_HELD_POLL_S, self.lease_s / 8))
+        still: dict[tuple[str, str, str], FulfilmentResult] = {}
+        while held and not stopped():
+            known = self._lookup([record for record, _ in held.values()])
+            now = self._lease_clock()
+            decide = []
+            for key, (record, seen) in list(held.items()):
+                row = known.get(key)
+                lease = row["lease_until"] if row is not None else None
+                if row is None or row["state"] != IN_FLIGHT or not self._held_by_a_live_run(row, now):
+                    decide.append(record)  # delivered, failed, or left by its holder: decided below
+                elif seen is not None and lease is not None and lease > seen:
+                    still[key] = _result(
+                        record,
+                        Outcome.HELD_ELSEWHERE,
+                        message=f"in flight in {_holder(row)}, which is alive (renewed its lease to "
+                        f"{lease}): that run sends it",
+                    )
+                else:
+                    held[key] = (record, lease)
+                    continue
+                del held[key]
+            if decide:
+                yield from self._claim_batch(list(decide), on_change)
+                # What the claim found held again goes back to waiting, with the lease seen now.
+                for key, entry in self._held.items():
+                    held.setdefault(key, entry)
+                self._held = {}
+            if held and self._clock() >= deadline:
+                break
+            if held:
+                self._sleep(poll)
+        for key, (record, _) in held.items():  # stopped, or out of time: that run's to deliver
+            still[key] = _result(
+                record, Outcome.HELD_ELSEWHERE, message="in flight in another run when this one ended"
+            )
+        yield from still.values()
 
     def _decide(
         self, batch: list[Item], positions: list[int], on_change: str
@@ -294,7 +382,7 @@ class Ledger:
         """One read of the ledger: a result for each record it decides, a claim to make for the others."""
         records = [batch[i] for i in positions]
         known = self._lookup(records)  # type: ignore[arg-type]
-        now = self._now()
+        now = self._lease_clock()
         results: dict[int, FulfilmentResult] = {}
         claims: list[_Claim] = []
         taken: set[tuple[str, str, str]] = set()
@@ -302,9 +390,7 @@ class Ledger:
             assert isinstance(record, FulfilmentRecord)
             key = _key(record)
             if key in self._claimed or key in taken:
-                results[i] = _result(
-                    record, Outcome.HELD_ELSEWHERE, message="an earlier row of this run holds this key"
-                )
+                results[i] = _result(record, Outcome.HELD_ELSEWHERE, message=f"{_SAME_RUN} holds this key")
                 continue
             digest = payload_hash(record)
             row = known.get(key)
@@ -353,7 +439,11 @@ class Ledger:
             return True
         if self.run.is_earlier_try_of(row):
             return False  # Airflow starts a task's next try only after the last one ended
-        return row["lease_until"] is not None and row["lease_until"] > now
+        if row["lease_until"] is None:
+            return False
+        # On the database's clock, with slack for readings that are not exact.
+        margin = min(_CLOCK_MARGIN_S, self.lease_s / 4)
+        return bool(row["lease_until"] > _timestamp(_parse_timestamp(now) - timedelta(seconds=margin)))
 
     def _lookup(self, records: Sequence[FulfilmentRecord]) -> dict[tuple[str, str, str], dict[str, Any]]:
         if not records:
@@ -372,6 +462,8 @@ class Ledger:
         if not to_claim:
             return []
         now, lease = self._now(), self._lease_until()
+        if self._heartbeat is not None:
+            self._heartbeat.start()
         # Rows are always locked in key order, so two runs claiming the same keys cannot deadlock.
         to_claim = sorted(to_claim, key=lambda claim: _key(claim[1]))
         new = [(i, record, digest) for i, record, digest, row in to_claim if row is None]
@@ -450,7 +542,8 @@ class Ledger:
         self.flush()
 
     def flush(self) -> None:
-        """Write the buffered outcomes now (and renew this run's lease when it is due)."""
+        """Write the buffered outcomes now (and, without a heartbeat, renew this run's lease when due)."""
+        self._check_lease()
         pending, self._pending = self._pending, []
         self._last_flush = self._clock()
         if pending:
@@ -474,17 +567,58 @@ class Ledger:
                     ]
                 )
             self._executemany(self._outcome_sql, updates)
-        if self._claimed and self._clock() - self._last_renewal >= self.lease_s / 4:
-            self._renew()
+        if (
+            self._heartbeat is None
+            and self._claimed
+            and self._clock() - self._last_renewal >= self.lease_s / 4
+        ):
+            self._renew(self.connection)
 
-    def _renew(self) -> None:
+    def close(self) -> None:
+        """Stop the heartbeat (its keys still in flight keep their lease until it passes)."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+
+    def _check_lease(self) -> None:
+        if self._heartbeat is not None and self._heartbeat.lost is not None:
+            raise LeaseLost(self._heartbeat.lost)
+
+    def _renew(self, connection: Any) -> None:
         """Push this run's lease forward: its keys still in flight stay held against other runs."""
         self._last_renewal = self._clock()
-        self._executemany(
+        cursor = connection.cursor()
+        try:
+            cursor.execute(
+                self._renew_sql,
+                self._params([[self._lease_until(), self.merchant_id, self.claim_id, IN_FLIGHT]])[0],
+            )
+        finally:
+            cursor.close()
+        connection.commit()
+
+    @cached_property
+    def _renew_sql(self) -> str:
+        return (
             f"UPDATE {self.table} SET lease_until = {self._mark(0)} WHERE merchant_id = {self._mark(1)} "
-            f"AND claim_id = {self._mark(2)} AND state = {self._mark(3)}",
-            [[self._lease_until(), self.merchant_id, self.claim_id, IN_FLIGHT]],
+            f"AND claim_id = {self._mark(2)} AND state = {self._mark(3)}"
         )
+
+    def _sync_clock(self, connection: Any) -> None:
+        """Read the database's clock: leases are written and judged on it, whatever this machine's says."""
+        cursor = connection.cursor()
+        try:
+            cursor.execute(_CLOCK_SQL.get(_driver(connection), _CLOCK_SQL[""]))
+            value = cursor.fetchone()[0]
+            connection.commit()
+        except Exception as exc:  # a database without these functions: this machine's clock, said once
+            connection.rollback()
+            if self._clock_offset is None:
+                log.warning("Could not read the ledger database's clock (%s); leases use this machine's", exc)
+                self._clock_offset = 0.0
+            return
+        finally:
+            cursor.close()
+        self._clock_offset = (_as_utc(value) - self._wall()).total_seconds()
 
     def _flush_quietly(self) -> None:
         try:
@@ -526,7 +660,7 @@ class Ledger:
         abandoned = self._query(
             f"SELECT COUNT(*) FROM {self.table} WHERE {condition} AND state = '{IN_FLIGHT}' "
             f"AND (lease_until IS NULL OR lease_until < {now_mark})",
-            [*params, self._now()],
+            [*params, self._lease_clock()],
         )[0][0]
         # Our own constants, not input: safe to write into the statement.
         failure_where = f"{condition} AND state IN ({', '.join(repr(s) for s in UNDELIVERED)})"
@@ -573,10 +707,17 @@ class Ledger:
         ]  # fmt: skip
 
     def _now(self) -> str:
+        """This machine's time (attempt times, for people and the sensors' windows)."""
         return _timestamp(self._wall())
 
+    def _lease_clock(self) -> str:
+        """The database's time (leases), read from it once and then followed on this machine's clock."""
+        if self._clock_offset is None:
+            self._sync_clock(self.connection)
+        return _timestamp(self._wall() + timedelta(seconds=self._clock_offset or 0.0))
+
     def _lease_until(self) -> str:
-        return _timestamp(self._wall() + timedelta(seconds=self.lease_s))
+        return _timestamp(_parse_timestamp(self._lease_clock()) + timedelta(seconds=self.lease_s))
 
     @cached_property
     def _insert_sql(self) -> str:
@@ -654,6 +795,11 @@ class LedgerPreview:
 
     def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
         return iter(results)
+
+    def settle_held(
+        self, *, on_change: str = "send", stopped: Callable[[], bool] | None = None
+    ) -> Iterator[Item]:
+        return iter(())
 
 
 def _key(record: FulfilmentRecord) -> tuple[str, str, str]:
@@ -742,3 +888,87 @@ def _placeholder(connection: Any) -> Callable[[int], str]:
         "numeric": _numeric,
         "named": _named,
     }.get(style, _qmark)
+
+
+#: The database's current time, as precise as each gives it (SQLite's CURRENT_TIMESTAMP has whole seconds).
+_CLOCK_SQL = {
+    "sqlite3": "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')",
+    "": "SELECT CURRENT_TIMESTAMP",
+}
+
+
+def _driver(connection: Any) -> str:
+    return type(connection).__module__.split(".")[0]
+
+
+def _as_utc(value: Any) -> datetime:
+    """A database's timestamp (text or datetime); one without a zone is UTC (SQLite's is)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a timestamp: {value!r}")
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+def _held_by_another_run(item: Item) -> bool:
+    """A result saying another run holds the key (not an earlier row of this run)."""
+    return (
+        isinstance(item, FulfilmentResult)
+        and item.outcome is Outcome.HELD_ELSEWHERE
+        and not (item.message or "").startswith(_SAME_RUN)
+    )
+
+
+class _Heartbeat:
+    """Renews a ledger's lease every quarter lease from its own thread and connection, whatever the
+    run's rows do; gives up (``lost``) when it could not for half a lease."""
+
+    def __init__(self, ledger: Ledger, connect: Callable[[], Any]) -> None:
+        self._ledger = ledger
+        self._connect = connect
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost: str | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="juspay-ledger-heartbeat", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        ledger = self._ledger
+        every = ledger.lease_s / 4
+        connection = None
+        last_ok = time.monotonic()
+        while not self._stop.wait(every):
+            try:
+                if connection is None:
+                    connection = self._connect()
+                ledger._sync_clock(connection)
+                ledger._renew(connection)
+                last_ok = time.monotonic()
+            except Exception as exc:  # the database is away: try again, on a new connection
+                log.warning(
+                    "Could not renew the ledger lease (%s: %s); trying again", type(exc).__name__, exc
+                )
+                with contextlib.suppress(Exception):
+                    if connection is not None:
+                        connection.close()
+                connection = None
+                if time.monotonic() - last_ok > ledger.lease_s / 2:
+                    self.lost = (
+                        f"the ledger lease could not be renewed for {time.monotonic() - last_ok:.0f} s "
+                        f"({type(exc).__name__}: {exc}); stopping before another run takes these keys"
+                    )
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -48,3 +49,14 @@ for dag_id, min_rows in (("juspay_test_setup_sql", None), ("juspay_test_setup_mi
             min_rows=min_rows,
             **RETRY,
         )
+
+with DAG("juspay_test_ledger_lost", schedule=None, start_date=START, catchup=False):
+    # The lease of the ledger test that loses its database (the default is 60 s; the test sets a shorter one).
+    BulkFulfilmentOperator(
+        task_id="push",
+        sql="{{ dag_run.conf['sql'] }}",
+        sql_conn_id="warehouse",
+        ledger_conn_id="{{ dag_run.conf['ledger_conn_id'] }}",
+        ledger_lease=float(os.environ.get("JUSPAY_TEST_LEASE", "60")),
+        max_concurrency=8,
+    )
