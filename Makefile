@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Another Airflow for the version matrix, e.g. `make test VENV=.venv-af31 AIRFLOW='apache-airflow==3.1.*'`.
 AIRFLOW ?=
 
-.PHONY: install demo test system-test lint bench bench-scaleout dist clean
+.PHONY: install demo test system-test system-deps lint bench bench-scaleout dist clean
 
 install: $(VENV)/.installed
 
@@ -26,8 +26,19 @@ test: install
 
 # A real Airflow (CeleryExecutor: PostgreSQL, Redis, two workers) on loopback, driven over REST and in
 # headless Chromium; needs Debian's postgresql, redis-server and chromium (.ci/run installs them).
-system-test: $(VENV)/.installed-system
+system-test: system-deps $(VENV)/.installed-system
 	$(BIN)/python -m tests.system.run $(SYSTEM_ARGS)
+
+# What the deployment needs from the distribution: one line naming what is missing, not a traceback.
+system-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "make system-test needs Debian's$$missing: apt-get install -y$$missing (as root; .ci/run does)"; \
+	  exit 1; \
+	fi
 
 $(VENV)/.installed-system: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[system]' $(AIRFLOW)
@@ -38,7 +49,7 @@ bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Case 6: the sharded sync on a CeleryExecutor deployment (what system-test needs); --rows N.
-bench-scaleout: $(VENV)/.installed-system
+bench-scaleout: system-deps $(VENV)/.installed-system
 	$(BIN)/python -m bench.scaleout $(BENCH_ARGS)
 
 # The wheel and sdist, and their metadata checked as PyPI would (CI runs this after the tests).
