@@ -893,6 +893,9 @@ def _placeholder(connection: Any) -> Callable[[int], str]:
 #: The database's current time, as precise as each gives it (SQLite's CURRENT_TIMESTAMP has whole seconds).
 _CLOCK_SQL = {
     "sqlite3": "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')",
+    # PostgreSQL's CURRENT_TIMESTAMP is the transaction's start: the clock itself, please.
+    "psycopg2": "SELECT clock_timestamp()",
+    "psycopg": "SELECT clock_timestamp()",
     "": "SELECT CURRENT_TIMESTAMP",
 }
 
