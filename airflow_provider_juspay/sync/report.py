@@ -399,9 +399,12 @@ def failure_groups(failures: Iterable[Mapping[str, Any]], *, ids_shown: int = ID
             order = f["order_id"] or "(no order id)"
             lines.append(f"{order}: {outcome} {code} {f.get('message') or ''}".replace("  ", " ").rstrip())
             continue
-        ids = ", ".join(m["order_id"] or "(no order id)" for m in members[:ids_shown])
+        first = members[:ids_shown]
+        # Rows without an order id are found by where they were read.
+        label = "orders" if all(m["order_id"] for m in first) else "first"
+        ids = ", ".join(m["order_id"] or m.get("position") or "(no order id)" for m in first)
         more = ", ..." if len(members) > ids_shown else ""
-        lines.append(f"{len(members)} x {outcome} {code} {reason} (orders {ids}{more})".replace("  ", " "))
+        lines.append(f"{len(members)} x {outcome} {code} {reason} ({label} {ids}{more})".replace("  ", " "))
     return lines
 
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.helpers import API_KEY, REPO, DagBag, xcoms
+from tests.helpers import API_KEY, REPO, DagBag, conn_json, xcoms
 
 pytestmark = pytest.mark.e2e
 
@@ -196,3 +196,22 @@ def test_every_row_invalid_fails_without_retry_and_advises_the_data(
     assert len(rows) == 12 and rows[0]["fulfillment_id"] == "AWB-0" and rows[0]["command"] == "NO_ACTION"
     assert xcom[("push", "report")]["counts"]["invalid"] == 12
     assert sandbox.requests == []
+
+
+def test_a_refused_key_reads_once_names_the_environment_and_logs_no_error_before_the_task_fails(
+    airflow_db, sandbox, monkeypatch, capfd
+):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url).replace(API_KEY, "sk_live_wrong_env")
+    )
+    records = [{"order_id": f"K-{i}", **GOOD} for i in range(30)]
+    state, tis, xcom = run("juspay_test_setup", {"records": records})
+    out = capfd.readouterr().out
+    assert state == "failed" and tis["push"] == ("failed", 1)
+    assert f"Juspay at a local sandbox ({sandbox.base_url}) refused the credentials" in out
+    assert "extra 'environment'" in out and "sk_live_wrong_env" not in out
+    # The same refusal for every unsent row reads once in the table, with a count.
+    assert out.count("not sent: the run stopped: Juspay refused the credentials") == 1
+    errors = [line for line in out.splitlines() if "[error" in line]
+    assert errors and "Stopping the run" not in "\n".join(errors), "the task's own error is the first ERROR"
+    assert xcom[("push", "report")]["stopped"]["error_code"] == "UNAUTHORIZED"

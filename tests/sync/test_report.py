@@ -103,3 +103,39 @@ def test_reports_of_mapped_shards_add_up():
     merged = RunReport.merge(shards)
     assert merged.total == 4 and merged.counts["sent"] == 2 and merged.failure_count == 2
     assert merged.errors == {"CODE": 2} and len(merged.failures) == 2
+
+
+def test_identical_failures_read_once_with_a_count_and_the_first_ids():
+    builder = ReportBuilder()
+    for i in range(12):
+        builder.add(
+            FulfilmentResult(
+                order_id=f"V-{i}",
+                outcome=Outcome.INVALID,
+                error_code="INVALID_RECORD",
+                message=f"row {i + 1}: order V-{i}: fulfillment_status='DELIVERED': must be SUCCESS or "
+                "FAILURE",
+                position=f"row {i + 1}",
+            )
+        )
+    for i in range(2):
+        builder.add(
+            FulfilmentResult(
+                order_id=None,
+                outcome=Outcome.INVALID,
+                error_code="INVALID_RECORD",
+                message=f"row {20 + i}: order_id=None: is required",
+                position=f"row {20 + i}",
+            )
+        )
+    builder.add(FulfilmentResult(order_id="R-1", outcome=Outcome.REJECTED, error_code="X", message="no"))
+    report = builder.finish()
+    table = report.format()
+    assert table.count("must be SUCCESS or FAILURE") == 1
+    assert (
+        "12 x invalid INVALID_RECORD fulfillment_status='DELIVERED': must be SUCCESS or FAILURE "
+        "(orders V-0, V-1, V-2, V-3, V-4, ...)" in table
+    )
+    assert "2 x invalid INVALID_RECORD order_id=None: is required (first row 20, row 21)" in table
+    assert "R-1: rejected X no" in table, "a failure seen once keeps its own line"
+    assert report.summary().count("DELIVERED") == 1
