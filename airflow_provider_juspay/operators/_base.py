@@ -17,6 +17,7 @@ from airflow_provider_juspay.hooks.juspay import JuspayHook
 from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators.links import JuspayDashboardLink
 from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
+from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.ledger import DEFAULT_LEASE_S, DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
 from airflow_provider_juspay.sync.pacer import Pacer
@@ -84,7 +85,9 @@ class FulfilmentOperatorBase(BaseOperator):
     def hook(self) -> JuspayHook:
         return JuspayHook(self.juspay_conn_id, pool_size=self.hook_pool_size())
 
-    def run_control(self, rate_limit: float | None = None) -> RunControl:
+    def run_control(
+        self, rate_limit: float | None = None, limiter: AdaptiveLimit | None = None
+    ) -> RunControl:
         """The pace, breaker and stop of this task's run; ``on_kill`` cancels it."""
         client = self.hook.client
         self._control = RunControl(
@@ -92,6 +95,7 @@ class FulfilmentOperatorBase(BaseOperator):
             breaker=CircuitBreaker(self.circuit_breaker),
             max_pause=self.hook.config.retry.max_wait,
             abort=client.abort_in_flight,
+            limiter=limiter,
         )
         return self._control
 

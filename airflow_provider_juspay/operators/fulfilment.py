@@ -20,6 +20,7 @@ from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
 from airflow_provider_juspay.operators._deprecations import warn_renamed
 from airflow_provider_juspay.operators._interval import empty_interval_problem, mentions_interval
 from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, UNEXPECTED_RESPONSES
+from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, DEFAULT_INITIAL, AdaptiveLimit
 from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
@@ -42,6 +43,8 @@ __all__ = ["BulkFulfilmentOperator", "FulfilmentSyncOperator"]
 
 #: Above this many records, the bulk operator is the better tool (concurrency, ledger, report).
 SHORT_LIST = 100
+#: How the bulk operator paces itself (see ``max_concurrency`` and ``pacing``).
+PACINGS = ("adaptive", "fixed")
 
 
 class FulfilmentSyncOperator(FulfilmentOperatorBase):
@@ -269,8 +272,13 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     :param failures_path: write every failure (order, command, fulfilment id, outcome, error code,
         message, attempts, HTTP status, row position) to this URL as the run goes; ``.jsonl`` or
         ``.csv`` (templated). Any source.
-    :param max_concurrency: requests in flight at once (default 16).
-    :param rate_limit: requests per second over all workers (default: no cap); a 429 pauses all.
+    :param max_concurrency: requests in flight at most. With ``pacing="adaptive"`` (the default) it is
+        the ceiling of the concurrency found from Juspay's answers (default 64); with ``"fixed"``, the
+        number kept in flight (default 16).
+    :param pacing: ``adaptive`` (default): grow the requests in flight while Juspay answers without
+        pushback and the limit is in use, back off by a tenth on a 429, 503 or timeout, hold while
+        latency rises; ``fixed``: ``max_concurrency`` workers, a 429 pauses all and halves the pace.
+    :param rate_limit: requests per second over all workers, a hard cap (default: none).
     :param fetch_size: rows read per ``fetchmany`` (default 1000); PostgreSQL streams server-side.
     :param dry_run: validate and report, send nothing and write no ledger (valid rows count
         ``not_attempted``; with a ledger, delivered keys count ``skipped`` as in a real run).
@@ -318,7 +326,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         file_format: str | None = None,
         csv_options: CsvOptions | None = None,
         failures_path: str | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int | None = None,
+        pacing: str = "adaptive",
         rate_limit: float | None = None,
         fetch_size: int = DEFAULT_FETCH_SIZE,
         dry_run: bool = False,
@@ -340,8 +349,10 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             export_format(failures_path)
         if sql is not None and not sql_conn_id:
             raise ValueError("sql needs sql_conn_id, the warehouse connection to run it on")
-        if max_concurrency < 1:
+        if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if pacing not in PACINGS:
+            raise ValueError(f"pacing must be one of {PACINGS}, got {pacing!r}")
         if max_failed_ratio is not None:
             warn_renamed("max_failed_ratio", "max_failure_ratio")
             max_failure_ratio = max_failed_ratio
@@ -355,7 +366,10 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         self.file_format = file_format
         self.csv_options = csv_options
         self.failures_path = failures_path
-        self.max_concurrency = max_concurrency
+        self.pacing = pacing
+        default = DEFAULT_CEILING if pacing == "adaptive" else DEFAULT_MAX_CONCURRENCY
+        #: Workers (and pooled connections): the fixed number, or the adaptive ceiling.
+        self.max_concurrency = max_concurrency if max_concurrency is not None else default
         self.rate_limit = rate_limit
         self.fetch_size = fetch_size
         # Not self.dry_run: that name is BaseOperator's own dry_run() method.
@@ -408,7 +422,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 else:
                     if ledger is not None:
                         ledger.ensure_table()
-                    control = self.run_control(self.rate_limit)
+                    control = self.run_control(self.rate_limit, limiter=self._limiter())
                     send, run_ledger = partial(self.hook.client.fulfil, control=control), ledger
                 with self._failure_export() as export:
                     outcome = push(
@@ -446,6 +460,11 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             raise self._failed(_verdict_error(problem, report, self.min_rows))
         self.announce(context)
         return report.to_dict()
+
+    def _limiter(self) -> AdaptiveLimit | None:
+        if self.pacing != "adaptive":
+            return None
+        return AdaptiveLimit(initial=min(DEFAULT_INITIAL, self.max_concurrency), ceiling=self.max_concurrency)
 
     def lineage_inputs(self) -> list[Any]:
         """The tables the query reads (parsed as common-sql's operators parse theirs), or the files."""

@@ -12,9 +12,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from airflow_provider_juspay.errors import ApiError, RateLimited, RunStopped
+from airflow_provider_juspay.errors import ApiError, RateLimited, RunStopped, ServerError, TransportError
 from airflow_provider_juspay.sync.breaker import CircuitBreaker
+from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.pacer import Pacer
 
 __all__ = ["ABORTED", "CANCELLED", "DEFAULT_GRACE_S", "UNAUTHORIZED", "RunControl", "Stop"]
@@ -29,6 +31,17 @@ ABORTED = "ABORTED"
 DEFAULT_GRACE_S = 1.0
 #: Seconds a 429 without Retry-After pauses the run.
 DEFAULT_THROTTLE_PAUSE = 1.0
+#: With adaptive concurrency, a 429's Retry-After up to this many seconds delays only its own request
+#: (the limit comes down instead); a longer one is an instruction to the whole run, which pauses.
+SHORT_RETRY_AFTER_S = 1.0
+
+
+def is_pushback(error: ApiError | None) -> bool:
+    """Juspay asking for less: a 429, a 503, or a request that timed out."""
+    return isinstance(error, RateLimited) or (
+        (isinstance(error, ServerError) and error.http_status == 503)
+        or (isinstance(error, TransportError) and error.error_code == "TIMEOUT")
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,8 @@ class RunControl:
     :param breaker: stops the run when Juspay keeps failing; None for no breaker.
     :param max_pause: cap on a 429's Retry-After pause (the retry policy's ``max_wait``).
     :param abort: cuts the requests on the wire (``JuspayClient.abort_in_flight``), after a cancel's grace.
+    :param limiter: adaptive concurrency (see ``sync.concurrency``); None keeps the dispatcher's fixed
+        number of workers, and a 429 then pauses the run and halves its pace (the pacing of 0.3).
     """
 
     def __init__(
@@ -57,8 +72,13 @@ class RunControl:
         max_pause: float = 30.0,
         abort: Callable[[], int] | None = None,
         grace_s: float = DEFAULT_GRACE_S,
+        limiter: AdaptiveLimit | None = None,
     ) -> None:
         self.pacer = pacer
+        self.limiter = limiter
+        self._attempt = threading.local()
+        #: 429 answers seen in this run.
+        self.throttled = 0
         self.breaker = breaker
         self._max_pause = max_pause
         self._abort = abort
@@ -119,11 +139,23 @@ class RunControl:
             if delay > 0:
                 self.sleep(delay)  # a 429's pause too: it ends early when the run stops
                 self.check()
+        if self.limiter is not None:
+            started = self.limiter.acquire(lambda: self.stopped)
+            if started is None:
+                self.check()
+            self._attempt.started = started
 
     def after_attempt(self, error: ApiError | None) -> None:
+        if isinstance(error, RateLimited):
+            self.throttled += 1
+        if self.limiter is not None:
+            self.limiter.release(self._attempt.started, pushback=is_pushback(error))
         if isinstance(error, RateLimited) and self.pacer is not None:
             pause = error.retry_after if error.retry_after is not None else DEFAULT_THROTTLE_PAUSE
-            self.pacer.pause(min(pause, self._max_pause))
+            if self.limiter is None:
+                self.pacer.pause(min(pause, self._max_pause))
+            elif pause > SHORT_RETRY_AFTER_S:
+                self.pacer.hold(min(pause, self._max_pause))
         if self.breaker is not None:
             trip = self.breaker.record(error)
             if trip is not None:
@@ -131,3 +163,32 @@ class RunControl:
 
     def sleep(self, seconds: float) -> None:
         self._stopped.wait(seconds)
+
+    def pacing(self) -> dict[str, Any]:
+        """What pacing found, for the report: concurrency (adaptive), rate, 429s, time paused."""
+        if self.pacer is None and self.limiter is None:
+            return {}
+        found: dict[str, Any] = {"mode": "adaptive" if self.limiter is not None else "fixed"}
+        if self.limiter is not None:
+            stats = self.limiter.stats()
+            found.update(
+                peak_concurrency=stats.peak, final_concurrency=stats.limit, latency_ms=stats.latency_ms
+            )
+        if self.pacer is not None:
+            found.update(
+                rate_per_s=round(self.pacer.measured_rate, 1), paused_s=round(self.pacer.paused_s, 1)
+            )
+        found["throttled"] = self.throttled
+        return found
+
+    def progress(self) -> str:
+        """The pace now, for progress lines: ``in flight 37/40, 385/s``."""
+        parts = []
+        if self.limiter is not None:
+            stats = self.limiter.stats()
+            parts.append(f"in flight {stats.in_flight}/{stats.limit}")
+        if self.pacer is not None:
+            parts.append(f"{self.pacer.measured_rate:.0f} req/s")
+        if self.throttled:
+            parts.append(f"429s {self.throttled}")
+        return ", ".join(parts)

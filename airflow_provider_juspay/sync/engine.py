@@ -104,6 +104,8 @@ def push(
         on_change=on_change,
         control=control,
     )
+    if run.control.pacer is not None or run.control.limiter is not None:
+        report.pace = run.control
     with report.heartbeat():
         for result in run.results(rows):
             report.add(result)

@@ -80,6 +80,25 @@ class Pacer:
                 self._due = max(self._due, start) + interval
         return start - now
 
+    @property
+    def measured_rate(self) -> float:
+        """Requests per second over the last full second (0 before one has passed)."""
+        return self._last_rate
+
+    def hold(self, seconds: float) -> bool:
+        """Hold every worker for ``seconds``; returns whether the run was already held."""
+        with self._lock:
+            return self._hold(self._clock(), seconds)
+
+    def _hold(self, now: float, seconds: float) -> bool:
+        already_paused = now < self._paused_until
+        until = now + seconds
+        if until > self._paused_until:
+            self.paused_s += until - max(self._paused_until, now)
+            self._paused_until = until
+        self._calm_since = self._paused_until
+        return already_paused
+
     def pause(self, seconds: float) -> None:
         """Hold every worker for ``seconds`` (a 429's Retry-After) and slow the pace down.
 
@@ -88,13 +107,7 @@ class Pacer:
         """
         with self._lock:
             now = self._clock()
-            already_paused = now < self._paused_until
-            until = now + seconds
-            if until > self._paused_until:
-                self.paused_s += until - max(self._paused_until, now)
-                self._paused_until = until
-            self._calm_since = self._paused_until
-            if already_paused:
+            if self._hold(now, seconds):
                 return
             self.pauses += 1
             sending = self._last_rate or (self._window_count / max(now - self._window_start, 1e-3))

@@ -35,6 +35,14 @@ class ProgressLog(Protocol):
 PROGRESS_EVERY_S = 10.0
 
 
+class PaceSource(Protocol):
+    """The run's pacing (``sync.control.RunControl``), as progress lines and the report show it."""
+
+    def progress(self) -> str: ...
+
+    def pacing(self) -> dict[str, Any]: ...
+
+
 class ReportBuilder:
     """Folds results into the report of the public contract, logging progress as it goes.
 
@@ -70,6 +78,8 @@ class ReportBuilder:
         self._finished: float | None = None
         self._retries = retries
         self.unread: list[str] = []
+        #: The run's pacing, when it has one (the engine sets it): progress lines and the report show it.
+        self.pace: PaceSource | None = None
 
     @property
     def done(self) -> int:
@@ -142,6 +152,7 @@ class ReportBuilder:
             retries=self._retries() if self._retries else {},
             stopped={"error_code": stop.error_code, "message": stop.message} if stop else None,
             unread=list(self.unread),
+            pacing=self.pace.pacing() if self.pace is not None else {},
         )
 
     def progress_line(self) -> str:
@@ -158,6 +169,9 @@ class ReportBuilder:
         retries = self._retries() if self._retries else {}
         if retries:
             line += "; retries: " + ", ".join(f"{cause} {n}" for cause, n in retries.items())
+        pace = self.pace.progress() if self.pace is not None else ""
+        if pace:
+            line += f"; {pace}"
         return line
 
     def _elapsed(self) -> float:
@@ -197,6 +211,9 @@ class RunReport:
     unread: list[str] = field(default_factory=list)
     #: Where every failure was written (``failures_path``): ``{"path": url, "rows": n}``, or None.
     failures_export: dict[str, Any] | None = None
+    #: What pacing found: ``mode`` (adaptive | fixed), ``peak_concurrency``, ``final_concurrency``,
+    #: ``latency_ms``, ``rate_per_s``, ``throttled`` (429s), ``paused_s``; empty for a dry run.
+    pacing: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
@@ -237,6 +254,7 @@ class RunReport:
             merged.in_flight += one.in_flight
             merged.stopped = merged.stopped or one.stopped
             merged.unread += one.unread
+            merged.pacing = _merged_pacing(merged.pacing, one.pacing)
             if one.failures_export:
                 mine = merged.failures_export or {"path": "", "rows": 0}
                 paths = [p for p in (mine["path"], one.failures_export["path"]) if p]
@@ -366,6 +384,8 @@ class RunReport:
             lines += [f"  {code:<30}{count:>10}" for code, count in self.errors.items()]
         if self.retries:
             lines.append("  retries: " + ", ".join(f"{cause} {n}" for cause, n in self.retries.items()))
+        if self.pacing:
+            lines.append("  pacing: " + ", ".join(f"{name} {value}" for name, value in self.pacing.items()))
         lines += [f"  UNREAD: {reason}" for reason in self.unread]
         if self.failures_export:
             lines.append(
@@ -378,6 +398,19 @@ class RunReport:
 
 
 _HELD = frozenset({Outcome.SKIPPED, Outcome.HELD_ELSEWHERE})
+
+
+def _merged_pacing(mine: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Shards' pacing: counts and rates added, concurrency peaks and totals added, the mode kept."""
+    merged = dict(mine or other)
+    if mine and other:
+        for name in ("throttled", "rate_per_s", "peak_concurrency", "final_concurrency"):
+            if name in mine or name in other:
+                merged[name] = round(mine.get(name, 0) + other.get(name, 0), 1)
+        merged["paused_s"] = max(mine.get("paused_s", 0.0), other.get("paused_s", 0.0))
+    return merged
+
+
 #: Order ids named in a group of identical failures.
 IDS_SHOWN = 5
 

@@ -59,6 +59,10 @@ class Faults:
     echo_auth_rate: float = 0.0  #: a 400 whose message echoes the Authorization header (a gateway)
     rate_limit: float | None = None  #: requests per second; above it, 429 with Retry-After
     retry_after: float = 1.0  #: seconds, sent in Retry-After
+    #: seconds of ``rate_limit`` the token bucket holds: how big a burst passes after a quiet spell
+    rate_burst_s: float = 1.0
+    #: requests handled at once at most; beyond it, 503 at once (a server shedding load)
+    max_in_flight: int | None = None
     hang_seconds: float = 30.0
     trickle_interval: float = 0.2
     huge_bytes: int = 5 * 1024 * 1024
@@ -75,6 +79,8 @@ class ReceivedRequest:
     form: dict[str, str]
     status: int | None
     fault: str | None = None
+    #: When it was answered (``time.monotonic()``): for pictures of requests per second.
+    at: float = 0.0
 
 
 def _error(
@@ -131,6 +137,7 @@ class Sandbox:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._tokens = float("inf")  # capped at one second's worth on first use: a full bucket
+        self._in_flight = 0
         self._token_time = time.monotonic()
         self._expected_auth = ""
         self.rotate_key(api_key)
@@ -242,8 +249,30 @@ class Sandbox:
         if order_id is not None and (problem := _bad_order_id(order_id)):
             return self._refuse(request, problem)
         fault = self._next_fault()
+        cap = self.faults.max_in_flight
+        with self._lock:
+            self._in_flight += 1
+            over = cap is not None and self._in_flight > cap and fault is None
+        if over:
+            fault = "error"  # shed at once, as a loaded server does
+        try:
+            return await self._answer(request, segments, order_id, form, fault, shed=over)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _answer(
+        self,
+        request: web.Request,
+        segments: list[str],
+        order_id: str | None,
+        form: dict[str, str],
+        fault: str | None,
+        *,
+        shed: bool,
+    ) -> web.StreamResponse:
         response: web.StreamResponse | None = None
-        if self.faults.latency:
+        if self.faults.latency and not shed:
             await asyncio.sleep(self.faults.latency)
         if fault in ("drop", "hang", "error", "throttle", "trickle", "huge", "not_juspay", "echo_auth"):
             response = await self._fault_response(request, fault)
@@ -288,7 +317,9 @@ class Sandbox:
     def _take_token(self, rate: float) -> bool:
         with self._lock:
             now = time.monotonic()
-            self._tokens = min(rate, self._tokens + (now - self._token_time) * rate)
+            self._tokens = min(
+                rate * self.faults.rate_burst_s, self._tokens + (now - self._token_time) * rate
+            )
             self._token_time = now
             if self._tokens >= 1:
                 self._tokens -= 1
@@ -427,7 +458,14 @@ class Sandbox:
             if self.record:
                 self.requests.append(
                     ReceivedRequest(
-                        request.method, request.raw_path, order_id, dict(request.headers), form, status, fault
+                        request.method,
+                        request.raw_path,
+                        order_id,
+                        dict(request.headers),
+                        form,
+                        status,
+                        fault,
+                        time.monotonic(),
                     )
                 )
 

@@ -1,0 +1,255 @@
+"""Case 7: pacing against a Juspay whose limit is unpublished: today's fixed 16 workers (a 429 pauses
+all and halves the pace) beside adaptive concurrency, on the same servers, in one run.
+
+Servers (the bundled sandbox, in this process so that it can be changed mid-run and its requests read
+with their times): a token bucket of 400/s at 100 ms (429 with ``Retry-After: 1`` beyond it); the same
+with four shards at once; its capacity halved mid-run; no limit at 200 ms; a server that takes 24
+requests at once (503 beyond). Each run is drawn as requests per second over time against the capacity.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_juspay.client import JuspayClient
+from airflow_provider_juspay.config import ClientConfig
+from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, AdaptiveLimit
+from airflow_provider_juspay.sync.control import RunControl
+from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.pacer import Pacer
+from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.testing.sandbox import Sandbox
+from bench.support import API_KEY, MERCHANT_ID, rows, table
+
+#: Where the pictures go (the README shows them).
+PICTURES = Path(__file__).parent / "results"
+PACINGS = ("fixed", "adaptive")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A server and how long to push at it."""
+
+    name: str
+    title: str
+    seconds: float
+    latency: float
+    capacity: float | None = None  #: requests/s of the token bucket; None: no limit
+    max_in_flight: int | None = None
+    shards: int = 1
+    #: (after seconds, new capacity): the capacity changes mid-run
+    change: tuple[float, float] | None = None
+
+    def capacity_at(self, t: float) -> float | None:
+        if self.change is not None and t >= self.change[0]:
+            return self.change[1]
+        if self.capacity is None and self.max_in_flight is not None:
+            return self.max_in_flight / self.latency
+        return self.capacity
+
+
+CASES = (
+    Case("cap400", "capacity 400/s, 100 ms", 24, 0.1, capacity=400),
+    Case("shards4", "4 shards, capacity 400/s, 100 ms", 24, 0.1, capacity=400, shards=4),
+    Case("halved", "capacity 400/s halved at 12 s, 100 ms", 32, 0.1, capacity=400, change=(12, 200)),
+    Case("nolimit", "no limit, 200 ms", 16, 0.2),
+    Case("cap24", "24 requests at once (503 beyond), 100 ms", 20, 0.1, max_in_flight=24),
+)
+
+
+@dataclass
+class Outcome:
+    """One pacing on one server: what reached the server when, and the runs' reports."""
+
+    case: Case
+    pacing: str
+    started: float
+    ended: float = 0.0
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    times: list[tuple[float, int]] = field(default_factory=list)  #: (seconds since start, status)
+
+    def per_second(self, status: Callable[[int], bool], since: float, until: float) -> float:
+        n = sum(1 for t, s in self.times if since <= t < until and status(s))
+        return n / max(until - since, 1e-9)
+
+    def share(self, status: int) -> float:
+        return sum(1 for _, s in self.times if s == status) / max(len(self.times), 1)
+
+
+def _accepted(status: int) -> bool:
+    return status == 200
+
+
+def run_case(case: Case, pacing: str, scale: float = 1.0) -> Outcome:
+    """Push at ``case``'s server with ``pacing`` until its time is up (rows enough for it at capacity)."""
+    seconds = case.seconds * scale
+    with Sandbox(api_key=API_KEY, merchant_id=MERCHANT_ID) as sandbox:
+        sandbox.configure(
+            latency=case.latency,
+            rate_limit=case.capacity,
+            max_in_flight=case.max_in_flight,
+            retry_after=1.0,
+        )
+        outcome = Outcome(case, pacing, time.monotonic())
+        deadline = outcome.started + seconds
+        if case.change is not None:
+            at, capacity = case.change
+            threading.Timer(at * scale, lambda: sandbox.configure(rate_limit=capacity)).start()
+        threads = [
+            threading.Thread(
+                target=_shard, args=(sandbox, pacing, _until(deadline, f"{case.name}-{pacing}-{i}"), outcome)
+            )
+            for i in range(case.shards)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        outcome.ended = deadline
+        outcome.times = sorted(
+            (r.at - outcome.started, r.status or 0) for r in sandbox.requests if r.at >= outcome.started
+        )
+    return outcome
+
+
+def _until(deadline: float, prefix: str) -> Iterator[dict[str, Any]]:
+    """Rows until the deadline: a run is as long as the case, whatever its pace."""
+    for row in rows(10**9, prefix):
+        if time.monotonic() >= deadline:
+            return
+        yield row
+
+
+def _shard(sandbox: Sandbox, pacing: str, source: Iterator[dict[str, Any]], outcome: Outcome) -> None:
+    config = ClientConfig(
+        base_url=sandbox.base_url, merchant_id=MERCHANT_ID, api_key=API_KEY, pool_size=DEFAULT_CEILING
+    )
+    with JuspayClient(config) as client:
+        limiter = AdaptiveLimit() if pacing == "adaptive" else None
+        control = RunControl(pacer=Pacer(None), limiter=limiter, max_pause=30.0)
+        report = push(
+            source,
+            report=ReportBuilder(),
+            make_record=FulfilmentRecord.from_mapping,
+            send=partial(client.fulfil, control=control),
+            control=control,
+            max_concurrency=DEFAULT_CEILING if limiter else 16,
+        ).report
+    outcome.reports.append(report.to_dict())
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What a case's goals are judged on."""
+
+    steady: float  #: accepted/s in the second half (after the change, 10 s on), over the capacity then
+    throttled: float  #: share of requests answered 429
+    shed: float  #: share answered 503
+    failed: int  #: rows not delivered
+    peak: int  #: highest concurrency (adaptive), or the fixed 16
+    final: int
+
+
+def figures(outcome: Outcome) -> Figures:
+    case = outcome.case
+    end = outcome.ended - outcome.started
+    since = end / 2
+    if case.change is not None:
+        since = case.change[0] * (end / case.seconds) + 10 * (end / case.seconds)
+    capacity = case.capacity_at(since)
+    steady = outcome.per_second(_accepted, since, end)
+    counts = [r["counts"] for r in outcome.reports]
+    failed = sum(c["failed"] + c["rejected"] + c["invalid"] + c["not_attempted"] for c in counts)
+    pacing = [r.get("pacing", {}) for r in outcome.reports]
+    peak = sum(p.get("peak_concurrency", 16) for p in pacing)
+    final = sum(p.get("final_concurrency", 16) for p in pacing)
+    return Figures(
+        steady=steady / capacity if capacity else steady,
+        throttled=outcome.share(429),
+        shed=outcome.share(503),
+        failed=failed,
+        peak=peak,
+        final=final,
+    )
+
+
+def draw(case: Case, outcomes: list[Outcome]) -> Path | None:
+    """Requests per second over time against the capacity, one line per pacing; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, axes = plt.subplots(figsize=(8, 3.6))
+    longest = max(o.ended - o.started for o in outcomes)
+    bins = [i * 0.5 for i in range(int(longest / 0.5) + 1)]
+    for outcome, colour in zip(outcomes, ("tab:orange", "tab:blue"), strict=False):
+        accepted = [outcome.per_second(_accepted, b, b + 0.5) for b in bins]
+        refused = [outcome.per_second(lambda s: s in (429, 503), b, b + 0.5) for b in bins]
+        axes.plot(bins, accepted, color=colour, label=f"{outcome.pacing}: accepted/s")
+        axes.plot(bins, refused, color=colour, linestyle=":", label=f"{outcome.pacing}: 429/503 per s")
+    capacity = [case.capacity_at(b) for b in bins]
+    if any(c is not None for c in capacity):
+        axes.plot(bins, capacity, color="black", linestyle="--", label="capacity")
+    axes.set_title(f"Pacing: {case.title}")
+    axes.set_xlabel("seconds")
+    axes.set_ylabel("requests per second")
+    axes.set_ylim(bottom=0)
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    PICTURES.mkdir(exist_ok=True)
+    path = PICTURES / f"pacing_{case.name}.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def run(names: tuple[str, ...] = tuple(c.name for c in CASES), scale: float = 1.0) -> str:
+    """Every case, both pacings, one table; ``scale`` shortens the runs (the smoke test uses 0.1)."""
+    lines = []
+    rows_: list[tuple] = []
+    for case in (c for c in CASES if c.name in names):
+        outcomes = [run_case(case, pacing, scale) for pacing in PACINGS]
+        picture = draw(case, outcomes)
+        for outcome in outcomes:
+            f = figures(outcome)
+            rows_.append(
+                (
+                    f"{case.title}: {outcome.pacing}",
+                    f"{f.steady:.0%}" if case.capacity_at(0) else f"{f.steady:.0f}/s",
+                    f"{f.throttled:.2%}",
+                    f"{f.shed:.2%}",
+                    f.failed,
+                    f.peak,
+                    f.final,
+                )
+            )
+        if picture is not None:
+            lines.append(f"  picture: {picture}")
+    header = (
+        "case: pacing",
+        "steady of capacity",
+        "429 share",
+        "503 share",
+        "not delivered",
+        "peak",
+        "final",
+    )
+    return table("7. Pacing (accepted requests in steady state, against the capacity)", header, rows_) + (
+        "\n" + "\n".join(lines) if lines else ""
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(run(tuple(sys.argv[1].split(",")) if len(sys.argv) > 1 else tuple(c.name for c in CASES)))
