@@ -45,6 +45,7 @@ from airflow_provider_juspay.errors import (
     UnexpectedResponse,
 )
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome, printable
+from airflow_provider_juspay.ratelimit import RateLimitHint, parse_rate_limit
 from airflow_provider_juspay.transport import SessionTransport, StdlibTransport, Transport
 
 __all__ = ["USER_AGENT", "AttemptControl", "JuspayClient", "RetryTally"]
@@ -69,8 +70,9 @@ class AttemptControl(Protocol):
     def before_attempt(self) -> None:
         """Wait for the pace; raise :class:`RunStopped` when no request may leave any more."""
 
-    def after_attempt(self, error: ApiError | None) -> None:
-        """Learn how an attempt ended (None: Juspay answered); a 429 slows the run, failures count."""
+    def after_attempt(self, error: ApiError | None, hint: RateLimitHint | None = None) -> None:
+        """Learn how an attempt ended (None: Juspay answered); a 429 slows the run, failures count;
+        ``hint``: the answer's ``RateLimit``/``RateLimit-Policy`` headers, when it had them."""
 
     def sleep(self, seconds: float) -> None:
         """Wait between retries; returns early when the run stops."""
@@ -124,6 +126,8 @@ class JuspayClient:
         self.retries = RetryTally()
         self._retrying = _retrying(config.retry, self.retries)
         self._controlled: tuple[AttemptControl, Retrying] | None = None
+        #: The rate-limit headers of the last answer this thread read (see ``after_attempt``).
+        self._hints = threading.local()
 
     def __repr__(self) -> str:
         return f"JuspayClient(base_url={self.config.base_url!r}, merchant_id={self.config.merchant_id!r})"
@@ -161,16 +165,17 @@ class JuspayClient:
             if control is not None:
                 control.before_attempt()
             attempts += 1
+            self._hints.last = None
             try:
                 answer = self._call("POST", path, record.order_id, body=body, headers=headers)
                 _check_fulfilment_answer(answer[1], record.order_id, self._scrub)
             except ApiError as exc:
                 last_error = exc
                 if control is not None:
-                    control.after_attempt(exc)
+                    control.after_attempt(exc, self._hints.last)
                 raise
             if control is not None:
-                control.after_attempt(None)
+                control.after_attempt(None, self._hints.last)
             return answer
 
         def result(outcome: Outcome, **kwargs: Any) -> FulfilmentResult:
@@ -280,6 +285,8 @@ class JuspayClient:
         """
         all_headers = {**self._headers, **headers} if headers else self._headers
         answer = (transport or self._transport).exchange(method, path, body, all_headers, order_id)
+        # Per thread: the attempt that made this call reads it (a pacing hint, when the server gives one).
+        self._hints.last = parse_rate_limit(answer.rate_limit, answer.rate_limit_policy)
         payload = _decode(answer.data)
         transient = answer.status >= 500 or answer.status == 429
         if payload is None and not transient:

@@ -35,11 +35,13 @@ __all__ = ["Answer", "SessionTransport", "StdlibTransport", "Transport"]
 
 
 class Answer(NamedTuple):
-    """What came back: status, the Retry-After header if any, and the body."""
+    """What came back: status, the Retry-After header if any, the body, and the IETF rate-limit headers."""
 
     status: int
     retry_after: str | None
     data: bytes
+    rate_limit: str | None = None
+    rate_limit_policy: str | None = None
 
 
 class Transport(Protocol):
@@ -203,7 +205,14 @@ class StdlibTransport:
             raise AnswerTooLarge(f"answer over the {self._max_answer}-byte cap")
         if not response.isclosed():
             response.read()  # the terminating chunk of a chunked answer, so the connection can be kept
-        return Answer(response.status, response.getheader("Retry-After"), data), not response.will_close
+        answer = Answer(
+            response.status,
+            response.getheader("Retry-After"),
+            data,
+            response.getheader("RateLimit"),
+            response.getheader("RateLimit-Policy"),
+        )
+        return answer, not response.will_close
 
     def _checkout(self) -> tuple[_Flight, bool]:
         """An idle connection (or a new one) on the wire under the deadline; whether it was reused."""
@@ -340,7 +349,8 @@ class SessionTransport:
             raise TransportError(
                 f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
             ) from exc
-        return Answer(response.status, response.headers.get("Retry-After"), data)
+        get = response.headers.get
+        return Answer(response.status, get("Retry-After"), data, get("RateLimit"), get("RateLimit-Policy"))
 
     def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
         chunks, size = [], 0

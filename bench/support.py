@@ -35,8 +35,10 @@ def sandbox(latency_ms: float = 0.0, **flags: object) -> Iterator[Server]:
         port = sock.getsockname()[1]
     args = [
         sys.executable, "-m", "airflow_provider_juspay.testing.sandbox", "--port", str(port),
-        "--api-key", API_KEY, "--merchant-id", MERCHANT_ID, "--latency-ms", str(latency_ms), "--no-record",
+        "--api-key", API_KEY, "--merchant-id", MERCHANT_ID, "--latency-ms", str(latency_ms),
     ]  # fmt: skip
+    if not flags.pop("record", False):
+        args.append("--no-record")
     for name, value in flags.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)

@@ -31,8 +31,13 @@ DEFAULT_CEILING = 64
 DEFAULT_FLOOR = 1
 #: Where a run starts: today's fixed default.
 DEFAULT_INITIAL = 16
-#: After pushback, the limit is this share of what it was (0.9: Netflix AIMD, Vector).
+#: After pushback, the limit is this share of what it was (0.9: Netflix AIMD, Vector) ...
 BACKOFF = 0.9
+#: ... or, when most answers since the last cut were pushback (several runs all overshooting at once),
+#: the share that got through, down to this.
+DEEPEST_BACKOFF = 0.5
+#: Above the limit where pushback last came, growth is this share of the usual: probe, do not charge.
+PROBE_GROWTH = 0.1
 #: Latency above this multiple of the baseline holds growth: the server is queueing.
 LATENCY_TOLERANCE = 2.0
 #: Weight of each new latency in the moving average.
@@ -80,7 +85,13 @@ class AdaptiveLimit:
         self._peak = int(self._limit)
         self._backoffs = 0
         self._last_backoff = -1e9
-        # Growth doubles per round trip until the first pushback (slow start), then adds one per round trip.
+        #: The limit at which pushback last came: regrow to it briskly, probe above it slowly (as CUBIC).
+        self._pushback_at: float | None = None
+        #: Answers and pushbacks since the last cut: how deep the next cut goes.
+        self._answered = 0
+        self._pushed = 0
+        # Until the first pushback (slow start) each answer adds one, about half again per round trip;
+        # then each adds 1/limit, about one per two round trips.
         self._slow_start = True
         self._latency: float | None = None
         self._baseline: float | None = None
@@ -106,12 +117,20 @@ class AdaptiveLimit:
     def release(self, started: float, *, pushback: bool = False) -> None:
         """Free a slot taken at ``started``: an answer (``pushback=False``) or a 429/503/timeout."""
         with self._cond:
-            busy = self._in_flight >= int(self._limit)  # every slot was in use: the limit binds
+            # The limit is in use when at least half its slots are busy (Netflix's AIMD rule): a source
+            # slower than Juspay never grows it.
+            busy = self._in_flight * 2 >= self._limit
             self._in_flight -= 1
             now = self._clock()
+            # Only what was sent under the current limit tells about it: the answers to requests sent
+            # before the last cut (the rest of a burst of 429s) neither cut again nor count.
+            current = started >= self._last_backoff
             if pushback:
-                self._back_off(now)
+                if current:
+                    self._pushed += 1
+                    self._back_off(now)
             else:
+                self._answered += current
                 self._learn_latency(now - started, now)
                 if busy and not self._queueing():
                     self._grow()
@@ -128,20 +147,27 @@ class AdaptiveLimit:
             )
 
     def _grow(self) -> None:
-        step = 1.0 if self._slow_start else 1.0 / self._limit
+        if self._slow_start:
+            step = 1.0
+        elif self._pushback_at is not None and self._limit >= self._pushback_at * BACKOFF:
+            step = PROBE_GROWTH / self._limit  # near where pushback came: probe
+        else:
+            step = 1.0 / self._limit  # far below it (a deep cut, or the capacity grew): regrow
         self._limit = min(float(self.ceiling), self._limit + step)
         self._peak = max(self._peak, int(self._limit))
         self._cond.notify_all()
 
     def _back_off(self, now: float) -> None:
-        # One cut per round trip: the other pushbacks of the same burst were sent before the cut.
-        round_trip = self._latency or 0.0
-        if now - self._last_backoff < round_trip:
-            return
         self._last_backoff = now
-        self._slow_start = False
         self._backoffs += 1
-        self._limit = max(float(self.floor), self._limit * BACKOFF)
+        through = self._answered / max(self._answered + self._pushed, 1)
+        # Slow start overshoots by up to half (as TCP's first loss, halve); later, a tenth or the share
+        # that got through.
+        factor = DEEPEST_BACKOFF if self._slow_start else min(BACKOFF, max(DEEPEST_BACKOFF, through))
+        self._answered = self._pushed = 0
+        self._slow_start = False
+        self._pushback_at = self._limit
+        self._limit = max(float(self.floor), self._limit * factor)
 
     def _queueing(self) -> bool:
         return (

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_juspay.errors import ApiError, RateLimited, RunStopped, ServerError, TransportError
+from airflow_provider_juspay.ratelimit import RateLimitHint
 from airflow_provider_juspay.sync.breaker import CircuitBreaker
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.pacer import Pacer
@@ -145,9 +146,11 @@ class RunControl:
                 self.check()
             self._attempt.started = started
 
-    def after_attempt(self, error: ApiError | None) -> None:
+    def after_attempt(self, error: ApiError | None, hint: RateLimitHint | None = None) -> None:
         if isinstance(error, RateLimited):
             self.throttled += 1
+        if hint is not None and self.pacer is not None:
+            self.pacer.advise(hint)
         if self.limiter is not None:
             self.limiter.release(self._attempt.started, pushback=is_pushback(error))
         if isinstance(error, RateLimited) and self.pacer is not None:

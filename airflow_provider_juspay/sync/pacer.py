@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from airflow_provider_juspay.ratelimit import RateLimitHint
+
 __all__ = ["Pacer"]
 
 #: After a 429, the pace is this share of what was being sent.
@@ -18,6 +20,10 @@ SLOW_DOWN = 0.5
 #: Each second without a 429, the pace grows by this factor (up to ``rate_limit``, if any).
 SPEED_UP = 1.1
 MIN_RATE = 1.0
+#: Share of a published quota (``RateLimit-Policy``) the pace keeps to, leaving room for other clients.
+POLICY_SHARE = 0.95
+#: Longest hold for a used-up quota's reset (a wrong header must not stall a run for hours).
+MAX_RESET_HOLD_S = 60.0
 
 
 class Pacer:
@@ -45,6 +51,8 @@ class Pacer:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._rate = rate_limit  # the pace now; None is "as fast as the workers go"
+        #: The pace a server published (``RateLimit-Policy``), if it did: growing back stops there.
+        self._advised: float | None = None
         self._due = clock()  # when the next request is due at the steady pace (GCRA)
         self._paused_until = 0.0
         self._calm_since = clock()
@@ -84,6 +92,19 @@ class Pacer:
     def measured_rate(self) -> float:
         """Requests per second over the last full second (0 before one has passed)."""
         return self._last_rate
+
+    def advise(self, hint: RateLimitHint) -> None:
+        """Follow a server's published limit (IETF ``RateLimit-Policy``): the pace stays under its quota
+        (and under ``rate_limit``); a quota used up (``RateLimit`` remaining 0) holds every worker until
+        it resets."""
+        with self._lock:
+            if hint.rate is not None and hint.rate > 0:
+                published = hint.rate * POLICY_SHARE
+                self._advised = published
+                if self._rate is None or self._rate > published:
+                    self._rate = published
+            if hint.remaining is not None and hint.remaining <= 0 and hint.reset_s:
+                self._hold(self._clock(), min(hint.reset_s, MAX_RESET_HOLD_S))
 
     def hold(self, seconds: float) -> bool:
         """Hold every worker for ``seconds``; returns whether the run was already held."""
@@ -126,8 +147,9 @@ class Pacer:
             return
         self._calm_since = now
         faster = self._rate * SPEED_UP
-        if self.rate_limit is not None:
-            self._rate = min(faster, self.rate_limit)
+        cap = min((c for c in (self.rate_limit, self._advised) if c is not None), default=None)
+        if cap is not None:
+            self._rate = min(faster, cap)
         elif faster > 4 * max(self._last_rate, MIN_RATE):
             self._rate = None  # far above what the workers send anyway: unpaced again
         else:

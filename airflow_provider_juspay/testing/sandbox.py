@@ -63,6 +63,8 @@ class Faults:
     rate_burst_s: float = 1.0
     #: requests handled at once at most; beyond it, 503 at once (a server shedding load)
     max_in_flight: int | None = None
+    #: with ``rate_limit``: publish it in the IETF ``RateLimit-Policy`` / ``RateLimit`` headers
+    publish_rate_limit: bool = False
     hang_seconds: float = 30.0
     trickle_interval: float = 0.2
     huge_bytes: int = 5 * 1024 * 1024
@@ -287,6 +289,12 @@ class Sandbox:
             response = web.json_response({"status": "ERROR", "error_message": "Not found"}, status=404)
         if fault == "drop_after_accept" and response is not None and response.status == 200:
             response = await self._fault_response(request, "drop")
+        f = self.faults
+        if f.publish_rate_limit and f.rate_limit and response is not None and not response.prepared:
+            window = max(f.rate_burst_s, 1e-3)
+            left = max(0, int(self._tokens)) if self._tokens != float("inf") else int(f.rate_limit * window)
+            response.headers["RateLimit-Policy"] = f'"default";q={int(f.rate_limit * window)};w={window:g}'
+            response.headers["RateLimit"] = f'"default";r={left};t={window:g}'
         self._remember(request, order_id, form, response, fault)
         # A dropped connection has no one to answer; aiohttp discards this reply.
         return response if response is not None else web.Response(status=499)

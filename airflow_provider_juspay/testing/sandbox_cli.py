@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drop-after-accept-rate", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429")
     parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument(
+        "--rate-burst-s", type=float, default=1.0, help="seconds of --rate-limit a burst may use"
+    )
+    parser.add_argument("--max-in-flight", type=int, default=None, help="requests at once before 503")
+    parser.add_argument(
+        "--publish-rate-limit", action="store_true", help="send the IETF RateLimit headers of --rate-limit"
+    )
     parser.add_argument("--hang-seconds", type=float, default=30.0)
     parser.add_argument("--no-record", action="store_true", help="do not keep every request in memory")
     parser.add_argument("--seed", type=int, default=None)
@@ -50,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         rate_limit=args.rate_limit,
         retry_after=args.retry_after,
         hang_seconds=args.hang_seconds,
+        rate_burst_s=args.rate_burst_s,
+        max_in_flight=args.max_in_flight,
+        publish_rate_limit=args.publish_rate_limit,
     )
     default_status = (
         None if args.default_order_status.upper() == "NOT_FOUND" else args.default_order_status.upper()
