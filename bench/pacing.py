@@ -190,7 +190,7 @@ def figures(outcome: Outcome) -> Figures:
     )
 
 
-def draw(case: Case, outcomes: list[Outcome]) -> Path | None:
+def draw(case: Case, outcomes: list[Outcome], folder: Path = PICTURES) -> Path | None:
     """Requests per second over time against the capacity, one line per pacing; None without matplotlib."""
     try:
         import matplotlib
@@ -216,20 +216,22 @@ def draw(case: Case, outcomes: list[Outcome]) -> Path | None:
     axes.set_ylim(bottom=0)
     axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
-    PICTURES.mkdir(exist_ok=True)
-    path = PICTURES / f"pacing_{case.name}.png"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"pacing_{case.name}.png"
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
 
 
-def run(names: tuple[str, ...] = tuple(c.name for c in CASES), scale: float = 1.0) -> str:
+def run(
+    names: tuple[str, ...] = tuple(c.name for c in CASES), scale: float = 1.0, pictures: Path = PICTURES
+) -> str:
     """Every case, both pacings, one table; ``scale`` shortens the runs (the smoke test uses 0.1)."""
     lines = []
     rows_: list[tuple] = []
     for case in (c for c in CASES if c.name in names):
         outcomes = [run_case(case, pacing, scale) for pacing in PACINGS]
-        picture = draw(case, outcomes)
+        picture = draw(case, outcomes, pictures)
         for outcome in outcomes:
             f = figures(outcome)
             rows_.append(

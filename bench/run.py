@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
-from bench import cpu, ledger_overhead, memory, outage, throughput
+from bench import cpu, ledger_overhead, memory, outage, pacing, throughput
 from bench.support import machine
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cases", default="throughput,cpu,memory,ledger,outage")
+    parser.add_argument("--cases", default="throughput,cpu,memory,ledger,outage,pacing")
+    parser.add_argument(
+        "--pacing-scale", type=float, default=1.0, help="length of the pacing runs (case 7), 1 = 16-32 s each"
+    )
     parser.add_argument("--n", type=int, default=4000, help="records per bulk run (cases 1, 4)")
     parser.add_argument("--cpu-n", type=int, default=4000, help="records per client in case 2")
     parser.add_argument("--latency-ms", type=float, default=20.0)
@@ -38,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         args.n, args.cpu_n, args.naive_n, args.mapped, args.sweep = 60, 60, 5, "1,2", "32"
         args.memory_sizes = "200,400"
         args.outage_sizes, args.grinding_n = "100", 4
+        args.pacing_scale = 0.1
     cases = set(args.cases.split(","))
     started = time.monotonic()
     print(f"Machine: {machine()}")
@@ -55,6 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     if "outage" in cases:
         sizes = tuple(int(x) for x in args.outage_sizes.split(","))
         print(outage.run(sizes, args.grinding_n), flush=True)
+    if "pacing" in cases:
+        # A smoke run's pictures say nothing: they go to a temporary folder, not over the README's.
+        pictures = Path(tempfile.mkdtemp(prefix="juspay-pacing-")) if args.smoke else pacing.PICTURES
+        print(pacing.run(scale=args.pacing_scale, pictures=pictures), flush=True)
     print(f"\nbench finished in {time.monotonic() - started:.0f}s")
 
 

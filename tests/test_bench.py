@@ -25,10 +25,21 @@ def test_every_benchmark_case_runs_at_tiny_sizes():
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for title in ("1. Throughput", "2. Client CPU", "3. Peak RSS", "4. Ledger overhead", "5. A full outage"):
+    titles = (
+        "1. Throughput",
+        "2. Client CPU",
+        "3. Peak RSS",
+        "4. Ledger overhead",
+        "5. A full outage",
+        "7. Pacing",
+    )
+    for title in titles:
         assert title in out
     assert "HttpOperator mapped" in out and "http.client keep-alive loop" in out
     assert "Machine: " in out and "cores" in out
     assert "CSV file source" in out and "Parquet file source" in out
+    for case in ("capacity 400/s, 100 ms: fixed", "capacity 400/s, 100 ms: adaptive", "24 requests at once"):
+        assert case in out
+    assert "pacing_cap400.png" in out, "the pictures are drawn"
     if postgres:
         assert "PostgreSQL (server-side cursor) warehouse" in out
