@@ -26,7 +26,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
     wait_exponential,
     wait_random,
 )
@@ -456,6 +455,23 @@ class _wait_retry_after_or_backoff:
         return self.backoff(state)
 
 
+#: A 429 says "not now": the request was not processed, so it may be tried this many times as often.
+RATE_LIMITED_ATTEMPTS_FACTOR = 4
+
+
+class _stop_after_attempts:
+    """Stop after ``max_attempts``, or after four times as many while Juspay answers 429: a burst of 429s
+    is pushback for the pacing to absorb, not a failed row."""
+
+    def __init__(self, max_attempts: int) -> None:
+        self.max_attempts = max_attempts
+
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        budget = self.max_attempts * (RATE_LIMITED_ATTEMPTS_FACTOR if isinstance(exc, RateLimited) else 1)
+        return state.attempt_number >= budget
+
+
 def _retrying(policy: RetryPolicy, tally: RetryTally) -> Retrying:
     """The retry policy as tenacity pieces; one instance serves all threads (its state is thread-local)."""
 
@@ -464,7 +480,7 @@ def _retrying(policy: RetryPolicy, tally: RetryTally) -> Retrying:
         tally.add(exc, state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
 
     return Retrying(
-        stop=stop_after_attempt(policy.max_attempts),
+        stop=_stop_after_attempts(policy.max_attempts),
         wait=_wait_retry_after_or_backoff(policy),
         retry=retry_if_exception(lambda exc: isinstance(exc, JuspayError) and exc.retryable),
         sleep=policy.sleep,

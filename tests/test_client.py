@@ -238,3 +238,22 @@ def test_retries_are_counted_by_cause_and_only_the_first_of_each_is_logged(clien
     assert client.retries.counts() == {"SERVICE_UNAVAILABLE": 3, "TOO_MANY_REQUESTS": 2}
     lines = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
     assert len(lines) == 2 and "SERVICE_UNAVAILABLE" in lines[0] and "TOO_MANY_REQUESTS" in lines[1]
+
+
+def test_a_burst_of_429s_is_pushback_retried_beyond_max_attempts_other_errors_are_not(ledger_client, sandbox):
+    """max_attempts=2 here: seven 429s in a row still end delivered (up to 4 x 2 attempts); two 503s fail."""
+    sandbox.configure(retry_after=0.01)
+    sandbox.script("throttle", 7)
+    result = ledger_client.fulfil(
+        FulfilmentRecord.from_mapping(
+            {"order_id": "BURST-1", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        )
+    )
+    assert result.outcome is Outcome.SENT and result.attempts == 8
+    sandbox.script("error", 2)
+    result = ledger_client.fulfil(
+        FulfilmentRecord.from_mapping(
+            {"order_id": "BURST-2", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        )
+    )
+    assert result.outcome is Outcome.FAILED and result.attempts == 2

@@ -19,7 +19,7 @@ from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
 from airflow_provider_juspay.operators._deprecations import warn_renamed
 from airflow_provider_juspay.operators._interval import empty_interval_problem, mentions_interval
-from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, UNEXPECTED_RESPONSES
+from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, THROTTLED, UNEXPECTED_RESPONSES
 from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, DEFAULT_INITIAL, AdaptiveLimit
 from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
@@ -200,7 +200,7 @@ def _stop_error(stop: Stop, conn_id: str, unsent: int, base_url: str) -> Excepti
             f"{stop.message}; {unsent} records were not attempted. Fix the connection {conn_id!r}, "
             "then clear the task."
         )
-    if stop.error_code == CIRCUIT_OPEN:
+    if stop.error_code in (CIRCUIT_OPEN, THROTTLED):
         return AirflowException(
             f"{stop.message}; {unsent} records were not attempted. An Airflow retry sends them later "
             "(with a ledger, only what was not delivered)."

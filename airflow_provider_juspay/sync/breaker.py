@@ -5,7 +5,8 @@ too large) on most of a recent window of attempts, or a run of consecutive ones,
 ``min_outage_s``, open it: a sustained outage ends the run in seconds, a short blip does not.
 Answers that are not Juspay's (a wrong base URL: a portal, a proxy's page; a TLS failure) open it
 after a few in a row, at once. A 429 is Juspay pacing us (the pacer's business), and any answer of
-Juspay's, a refusal included, shows it is up.
+Juspay's, a refusal included, shows it is up; only 429s and nothing else for ``max_throttled_s`` (a
+capacity that never recovers) open it too.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from dataclasses import dataclass
 
 from airflow_provider_juspay.errors import ApiError, AuthError, RateLimited, Rejected, UnexpectedResponse
 
-__all__ = ["CIRCUIT_OPEN", "UNEXPECTED_RESPONSES", "BreakerPolicy", "CircuitBreaker", "Trip"]
+__all__ = ["CIRCUIT_OPEN", "THROTTLED", "UNEXPECTED_RESPONSES", "BreakerPolicy", "CircuitBreaker", "Trip"]
 
 #: Error code of the rows a sustained outage left unsent.
 CIRCUIT_OPEN = "CIRCUIT_OPEN"
 #: Error code of the rows left unsent because the answers were not Juspay's (a wrong base URL).
 UNEXPECTED_RESPONSES = "UNEXPECTED_RESPONSES"
+#: Error code of the rows left unsent because Juspay answered nothing but 429 for too long.
+THROTTLED = "THROTTLED"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +38,7 @@ class BreakerPolicy:
     :param failure_ratio: share of the window failing that opens it (default 0.8).
     :param min_outage_s: the failing must have lasted this long, so a blip does not stop a run (5 s).
     :param unexpected: answers in a row that are not Juspay's that open it at once (default 3).
+    :param max_throttled_s: seconds of nothing but 429s that open it (default 120): the limit never came back.
     """
 
     consecutive: int = 20
@@ -42,6 +46,7 @@ class BreakerPolicy:
     failure_ratio: float = 0.8
     min_outage_s: float = 5.0
     unexpected: int = 3
+    max_throttled_s: float = 120.0
 
     def __post_init__(self) -> None:
         if min(self.consecutive, self.window, self.unexpected) < 1:
@@ -76,12 +81,16 @@ class CircuitBreaker:
         self._unexpected_streak = 0
         self._failing_since: float | None = None
         self._causes: Counter[str] = Counter()
+        self._throttled_since: float | None = None
         self.trip: Trip | None = None
 
     def record(self, error: ApiError | None) -> Trip | None:
         """Learn how one attempt ended; returns the trip the first time the breaker opens."""
-        if isinstance(error, RateLimited) or getattr(error, "error_code", None) == "CANCELLED":
+        if getattr(error, "error_code", None) == "CANCELLED":
             return None
+        if isinstance(error, RateLimited):
+            return self._throttled()
+        self._throttled_since = None
         # Any answer of Juspay's, a refusal included, shows it is up; anything else counts against it.
         transient = error is not None and not isinstance(error, (Rejected, AuthError))
         not_juspay = (
@@ -132,6 +141,22 @@ class CircuitBreaker:
                     f"attempts, {self._streak} in a row, for {lasted:.0f}s ({causes}); stopped sending",
                 )
             return None
+
+    def _throttled(self) -> Trip | None:
+        with self._lock:
+            if self.trip is not None:
+                return None
+            now = self._clock()
+            if self._throttled_since is None:
+                self._throttled_since = now
+            lasted = now - self._throttled_since
+            if lasted < self.policy.max_throttled_s:
+                return None
+            return self._open(
+                THROTTLED,
+                f"Juspay answered nothing but 429 (rate limited) for {lasted:.0f}s; stopped sending "
+                "(an Airflow retry tries again later)",
+            )
 
     def _open(self, code: str, message: str) -> Trip:
         self.trip = Trip(code, message)

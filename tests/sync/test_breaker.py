@@ -71,7 +71,8 @@ def test_most_of_the_window_failing_opens_it_even_with_successes_between():
 )
 def test_answers_of_a_live_juspay_never_open_it(error):
     clock = Clock()
-    breaker = CircuitBreaker(BreakerPolicy(consecutive=3, min_outage_s=0), clock=clock)
+    # 429s open it only after max_throttled_s of nothing else (the next test): not within these 500 s.
+    breaker = CircuitBreaker(BreakerPolicy(consecutive=3, min_outage_s=0, max_throttled_s=1000), clock=clock)
     for i in range(500):
         clock.now = i
         assert breaker.record(error) is None
@@ -97,3 +98,20 @@ def test_a_tls_failure_counts_as_not_juspay():
     tls = ApiError("TLS failed for portal.example", error_code="TLS_ERROR")
     assert breaker.record(tls) is None
     assert breaker.record(tls).error_code == "UNEXPECTED_RESPONSES"
+
+
+def test_429s_alone_open_it_only_when_they_never_stop():
+    clock = Clock()
+    breaker = CircuitBreaker(BreakerPolicy(max_throttled_s=120), clock=clock)
+    throttled = RateLimited("HTTP 429", http_status=429, retry_after=1.0)
+    for second in range(100):  # a long storm, with an answer now and then: pushback, not an outage
+        clock.now = second
+        assert breaker.record(throttled) is None
+        if second % 30 == 29:
+            assert breaker.record(None) is None
+    for second in range(100, 260):  # nothing but 429s, for good
+        clock.now = second
+        trip = breaker.record(throttled)
+        if trip is not None:
+            break
+    assert trip is not None and trip.error_code == "THROTTLED" and clock.now == 90 + 120
