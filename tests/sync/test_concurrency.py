@@ -171,3 +171,19 @@ def test_fixed_pacing_keeps_the_halving_of_0_3():
     control.after_attempt(RateLimited("429", http_status=429, retry_after=1.0))
     assert pacer.rate is not None and pacer.paused_s == pytest.approx(1.0)
     assert control.pacing()["mode"] == "fixed"
+
+
+def test_progress_lines_and_the_report_show_the_pace():
+    from airflow_provider_juspay.sync.report import ReportBuilder
+
+    clock = Clock()
+    control = RunControl(pacer=Pacer(None, clock=clock), limiter=AdaptiveLimit(initial=12, clock=clock))
+    control.before_attempt()
+    builder = ReportBuilder(clock=clock)
+    builder.pace = control
+    assert "in flight 1/12" in builder.progress_line()
+    control.after_attempt(RateLimited("429", http_status=429, retry_after=0.5))
+    report = builder.finish().to_dict()
+    assert report["pacing"]["mode"] == "adaptive" and report["pacing"]["throttled"] == 1
+    assert report["pacing"]["peak_concurrency"] == 12 and report["pacing"]["final_concurrency"] == 6
+    assert "pacing: mode adaptive" in builder.finish().format()
