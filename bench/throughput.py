@@ -96,7 +96,7 @@ def run(
     ceiling32 = 32 / (latency_ms / 1000)
     lines = [
         (
-            "bulk engine, fixed 16 (pacing=\"fixed\", 0.2's default)",
+            'bulk engine, fixed 16 (pacing="fixed", 0.2\'s default)',
             default,
             naive,
             default / naive,
