@@ -187,7 +187,8 @@ def test_a_full_outage_fails_the_task_in_seconds_with_the_report_pushed(airflow_
     assert outcome.task_states["push"] == "failed"
     report = outcome.xcom[("push", "report")]
     assert report["stopped"]["error_code"] == "CIRCUIT_OPEN"
-    assert report["counts"]["not_attempted"] > 2900 and report["counts"]["sent"] == 0
+    # The rows tried before the breaker opened are failed (more with 64 adaptive workers than 16 fixed).
+    assert report["counts"]["not_attempted"] > 2800 and report["counts"]["sent"] == 0
     assert report["errors"]["CIRCUIT_OPEN"] == report["counts"]["not_attempted"]
     assert elapsed < 60, f"a full outage took {elapsed:.0f}s to end the run"
 
