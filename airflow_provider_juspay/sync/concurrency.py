@@ -38,6 +38,9 @@ BACKOFF = 0.9
 DEEPEST_BACKOFF = 0.5
 #: Above the limit where pushback last came, growth is this share of the usual: probe, do not charge.
 PROBE_GROWTH = 0.1
+#: A 503 or a timeout cuts only when at least this share of the answers since the last cut were such:
+#: a server that sheds load does so in bursts, while a stray fault must not pin the limit down.
+OVERLOAD_SHARE = 0.1
 #: Latency above this multiple of the baseline holds growth: the server is queueing.
 LATENCY_TOLERANCE = 2.0
 #: Weight of each new latency in the moving average.
@@ -114,8 +117,9 @@ class AdaptiveLimit:
             self._in_flight += 1
             return self._clock()
 
-    def release(self, started: float, *, pushback: bool = False) -> None:
-        """Free a slot taken at ``started``: an answer (``pushback=False``) or a 429/503/timeout."""
+    def release(self, started: float, *, pushback: bool = False, overload: bool = False) -> None:
+        """Free a slot taken at ``started``: an answer, a 429 (``pushback``: always a cut), or a 503 or
+        timeout (``overload``: a cut when they are a tenth of the answers since the last cut)."""
         with self._cond:
             # The limit is in use when at least half its slots are busy (Netflix's AIMD rule): a source
             # slower than Juspay never grows it.
@@ -125,7 +129,12 @@ class AdaptiveLimit:
             # Only what was sent under the current limit tells about it: the answers to requests sent
             # before the last cut (the rest of a burst of 429s) neither cut again nor count.
             current = started >= self._last_backoff
-            if pushback:
+            if overload:
+                if current:
+                    self._pushed += 1
+                    if self._pushed >= 2 and self._pushed >= OVERLOAD_SHARE * (self._answered + self._pushed):
+                        self._back_off(now)
+            elif pushback:
                 if current:
                     self._pushed += 1
                     self._back_off(now)

@@ -39,9 +39,13 @@ SHORT_RETRY_AFTER_S = 1.0
 
 def is_pushback(error: ApiError | None) -> bool:
     """Juspay asking for less: a 429, a 503, or a request that timed out."""
-    return isinstance(error, RateLimited) or (
-        (isinstance(error, ServerError) and error.http_status == 503)
-        or (isinstance(error, TransportError) and error.error_code == "TIMEOUT")
+    return isinstance(error, RateLimited) or is_overload(error)
+
+
+def is_overload(error: ApiError | None) -> bool:
+    """A 503 or a timeout: overload when they come in numbers, a stray fault when alone."""
+    return (isinstance(error, ServerError) and error.http_status == 503) or (
+        isinstance(error, TransportError) and error.error_code == "TIMEOUT"
     )
 
 
@@ -152,7 +156,9 @@ class RunControl:
         if hint is not None and self.pacer is not None:
             self.pacer.advise(hint)
         if self.limiter is not None:
-            self.limiter.release(self._attempt.started, pushback=is_pushback(error))
+            self.limiter.release(
+                self._attempt.started, pushback=isinstance(error, RateLimited), overload=is_overload(error)
+            )
         if isinstance(error, RateLimited) and self.pacer is not None:
             pause = error.retry_after if error.retry_after is not None else DEFAULT_THROTTLE_PAUSE
             if self.limiter is None:

@@ -187,3 +187,18 @@ def test_progress_lines_and_the_report_show_the_pace():
     assert report["pacing"]["mode"] == "adaptive" and report["pacing"]["throttled"] == 1
     assert report["pacing"]["peak_concurrency"] == 12 and report["pacing"]["final_concurrency"] == 6
     assert "pacing: mode adaptive" in builder.finish().format()
+
+
+def test_a_stray_503_does_not_cut_but_503s_in_numbers_do():
+    clock = Clock()
+    limit = AdaptiveLimit(initial=30, ceiling=64, clock=clock)
+    for _ in range(50):
+        one_answer(limit, clock, pushback=False)
+    before = limit._limit
+    started = limit.acquire()
+    limit.release(started, overload=True)  # one 503 among 50 answers: a fault, not overload
+    assert limit._limit == before and limit.stats().backoffs == 0
+    for _ in range(6):  # then 503s in numbers: a server shedding load
+        started = limit.acquire()
+        limit.release(started, overload=True)
+    assert limit._limit < before and limit.stats().backoffs >= 1
