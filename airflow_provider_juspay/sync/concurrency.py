@@ -38,9 +38,11 @@ BACKOFF = 0.9
 DEEPEST_BACKOFF = 0.5
 #: Above the limit where pushback last came, growth is this share of the usual: probe, do not charge.
 PROBE_GROWTH = 0.1
-#: A 503 or a timeout cuts only when at least this share of the answers since the last cut were such:
-#: a server that sheds load does so in bursts, while a stray fault must not pin the limit down.
-OVERLOAD_SHARE = 0.1
+#: A 503 or a timeout cuts only when they are at least this share of the recent answers (a moving
+#: average over about the last 50): a server shedding load answers so again and again, while a stray
+#: fault must not pin the limit down.
+OVERLOAD_SHARE = 0.05
+_OVERLOAD_WEIGHT = 0.02
 #: Latency above this multiple of the baseline holds growth: the server is queueing.
 LATENCY_TOLERANCE = 2.0
 #: Weight of each new latency in the moving average.
@@ -93,6 +95,8 @@ class AdaptiveLimit:
         #: Answers and pushbacks since the last cut: how deep the next cut goes.
         self._answered = 0
         self._pushed = 0
+        #: Share of recent answers that were a 503 or a timeout (moving average, reset at each cut).
+        self._overloaded = 0.0
         # Until the first pushback (slow start) each answer adds one, about half again per round trip;
         # then each adds 1/limit, about one per two round trips.
         self._slow_start = True
@@ -129,10 +133,11 @@ class AdaptiveLimit:
             # Only what was sent under the current limit tells about it: the answers to requests sent
             # before the last cut (the rest of a burst of 429s) neither cut again nor count.
             current = started >= self._last_backoff
+            self._overloaded = (1 - _OVERLOAD_WEIGHT) * self._overloaded + _OVERLOAD_WEIGHT * overload
             if overload:
                 if current:
                     self._pushed += 1
-                    if self._pushed >= 2 and self._pushed >= OVERLOAD_SHARE * (self._answered + self._pushed):
+                    if self._overloaded >= OVERLOAD_SHARE:
                         self._back_off(now)
             elif pushback:
                 if current:
@@ -174,6 +179,7 @@ class AdaptiveLimit:
         # that got through.
         factor = DEEPEST_BACKOFF if self._slow_start else min(BACKOFF, max(DEEPEST_BACKOFF, through))
         self._answered = self._pushed = 0
+        self._overloaded = 0.0
         self._slow_start = False
         self._pushback_at = self._limit
         self._limit = max(float(self.floor), self._limit * factor)
