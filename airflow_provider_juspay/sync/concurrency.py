@@ -1,8 +1,9 @@
 """Adaptive concurrency: how many requests a run keeps in flight, found from Juspay's answers.
 
 Juspay publishes no rate limit; it is per merchant and shows itself only as 429s. The limit here grows
-while answers come back without pushback and the limit is actually in use (every slot busy), and
-shrinks multiplicatively on pushback: a 429, a 503 or a timeout. It stops growing while latency stands
+while answers come back without pushback and the limit is actually in use (half its slots busy or
+more), and shrinks multiplicatively on pushback: every burst of 429s, and 503s or timeouts that come in
+numbers (a stray one is a fault, not a limit). It stops growing while latency stands
 well above its own baseline (the server queues: more in flight would only wait longer). This is the
 AIMD scheme of TCP, Netflix's concurrency-limits and Vector's adaptive request concurrency: several
 runs that each use it (shards, overlapping runs, other workers) converge on fair shares of what
