@@ -27,6 +27,7 @@ def test_one_task_finds_the_capacity_delivers_everything_and_meets_few_429s(airf
     assert str(run.state) == "success" and report["counts"]["sent"] == 2500
     assert len(sandbox.accepted) == 2500 and sandbox.doubles() == {}
     throttled = sandbox.status_counts[429]
+    print(f"one task: {throttled} of {len(sandbox.requests)} requests answered 429")
     assert report["pacing"]["mode"] == "adaptive" and report["pacing"]["throttled"] == throttled
     assert throttled <= 0.05 * len(sandbox.requests), f"{throttled} of {len(sandbox.requests)} answered 429"
     assert report["pacing"]["peak_concurrency"] > 16, "it grew past the old fixed 16"
