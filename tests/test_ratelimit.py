@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.ratelimit import RateLimitHint, parse_rate_limit
@@ -62,3 +64,12 @@ def test_a_server_that_publishes_its_limit_is_followed_without_429s(ledger_clien
     assert pacer.rate is not None and pacer.rate <= 150 * POLICY_SHARE + 1e-6
     received = [r for r in sandbox.requests if r.status == 429]
     assert len(received) <= 15, f"{len(received)} of 300 answered 429 (the first burst may meet some)"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=200)), st.one_of(st.none(), st.text(max_size=200)))
+def test_any_header_text_is_read_or_ignored_never_an_error(rate_limit, policy):
+    hint = parse_rate_limit(rate_limit, policy)
+    assert hint is None or isinstance(hint, RateLimitHint)
+    if hint is not None and hint.rate is not None:
+        assert hint.rate >= 0

@@ -4,6 +4,8 @@ once per round trip, holds while latency rises, stays between floor and ceiling.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_juspay.errors import RateLimited, ServerError, TransportError
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
@@ -202,3 +204,23 @@ def test_a_stray_503_does_not_cut_but_503s_in_numbers_do():
         started = limit.acquire()
         limit.release(started, overload=True)
     assert limit._limit < before and limit.stats().backoffs >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["ok", "429", "503"]), st.floats(min_value=0.0, max_value=2.0)),
+        max_size=300,
+    ),
+    st.integers(min_value=1, max_value=8),
+    st.integers(min_value=8, max_value=80),
+)
+def test_whatever_the_answers_the_limit_stays_between_floor_and_ceiling(answers, floor, ceiling):
+    clock = Clock()
+    limit = AdaptiveLimit(initial=16, floor=floor, ceiling=ceiling, clock=clock)
+    for kind, latency in answers:
+        started = limit.acquire()
+        clock.now += latency
+        limit.release(started, pushback=kind == "429", overload=kind == "503")
+        assert floor <= limit.limit <= ceiling
+    assert limit.stats().in_flight == 0 and limit.stats().peak <= ceiling

@@ -5,8 +5,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from airflow_provider_juspay.sync.sources import stream_query, unmapped_columns
+from airflow_provider_juspay.errors import MappingError
+from airflow_provider_juspay.sync.sources import check_columns, stream_query, unmapped_columns
 
 
 class CountingConnection:
@@ -91,3 +94,20 @@ def test_postgres_rows_come_through_a_server_side_cursor():
         assert sum(1 for _ in rows) == 4999
     finally:
         conn.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(max_size=30), max_size=40),
+    st.dictionaries(
+        st.text(max_size=20), st.sampled_from(["order_id", "fulfillment_status", "x"]), max_size=5
+    ),
+)
+def test_any_columns_pass_or_fail_with_a_mapping_error_that_names_them(columns, column_map):
+    try:
+        check_columns(columns, column_map, None)
+    except MappingError as exc:
+        assert "columns seen" in str(exc) and "column_map=" in str(exc)
+    else:
+        named = {column_map.get(c, c) for c in columns}
+        assert {"order_id", "fulfillment_status", "fulfillment_command"} <= named
