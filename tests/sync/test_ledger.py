@@ -14,7 +14,7 @@ import pytest
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, Outcome
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import push
-from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
+from airflow_provider_juspay.sync.ledger import LeaseLost, Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.helpers import API_KEY, MERCHANT_ID
 
@@ -394,3 +394,20 @@ def test_the_heartbeat_renews_the_lease_while_no_row_moves(db, connect):
     time.sleep(0.25)
     assert lease() == stopped_at, "a closed ledger (a dead run) renews nothing"
     watcher.close()
+
+
+def test_a_heartbeat_that_cannot_renew_for_half_a_lease_stops_the_run(db):
+    def unreachable():
+        raise OSError("the ledger database went away")
+
+    ledger = Ledger(
+        db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "run-1", "push", 1), lease_s=0.4, connect=unreachable
+    )
+    ledger.ensure_table()
+    list(ledger.filter([FulfilmentRecord.from_mapping(r) for r in rows(2)]))  # claims: the heartbeat starts
+    time.sleep(0.6)  # past half the lease without one renewal
+    with pytest.raises(LeaseLost, match="could not be renewed"):
+        ledger.flush()
+    with pytest.raises(LeaseLost):
+        list(ledger.filter([FulfilmentRecord.from_mapping(r) for r in rows(3)]))  # nothing more is claimed
+    ledger.close()
