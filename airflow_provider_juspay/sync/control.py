@@ -37,11 +37,6 @@ DEFAULT_THROTTLE_PAUSE = 1.0
 SHORT_RETRY_AFTER_S = 1.0
 
 
-def is_pushback(error: ApiError | None) -> bool:
-    """Juspay asking for less: a 429, a 503, or a request that timed out."""
-    return isinstance(error, RateLimited) or is_overload(error)
-
-
 def is_overload(error: ApiError | None) -> bool:
     """A 503 or a timeout: overload when they come in numbers, a stray fault when alone."""
     return (isinstance(error, ServerError) and error.http_status == 503) or (
@@ -66,7 +61,7 @@ class RunControl:
     :param max_pause: cap on a 429's Retry-After pause (the retry policy's ``max_wait``).
     :param abort: cuts the requests on the wire (``JuspayClient.abort_in_flight``), after a cancel's grace.
     :param limiter: adaptive concurrency (see ``sync.concurrency``); None keeps the dispatcher's fixed
-        number of workers, and a 429 then pauses the run and halves its pace (the pacing of 0.3).
+        number of workers, and a 429 then pauses the run and halves its pace (the pacing of 0.2).
     """
 
     def __init__(
@@ -152,7 +147,8 @@ class RunControl:
 
     def after_attempt(self, error: ApiError | None, hint: RateLimitHint | None = None) -> None:
         if isinstance(error, RateLimited):
-            self.throttled += 1
+            with self._lock:  # workers answer at once: += alone can lose a count
+                self.throttled += 1
         if hint is not None and self.pacer is not None:
             self.pacer.advise(hint)
         if self.limiter is not None:

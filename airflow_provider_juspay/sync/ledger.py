@@ -109,7 +109,6 @@ _LOOKED_UP = (
 #: Outcomes written for a claimed key (held and skipped keys were never claimed; invalid never sent).
 _WRITTEN = frozenset(o for o in Outcome if o.is_delivered or o.is_failure) - {Outcome.INVALID}
 ABANDONED_IN_FLIGHT = "ABANDONED_IN_FLIGHT"
-_SAME_RUN = "an earlier row of this run"
 #: A record to claim: its position in the batch, the record, its payload hash, and its row as read.
 _Claim = tuple[int, FulfilmentRecord, str, "dict[str, Any] | None"]
 
@@ -289,7 +288,7 @@ class Ledger:
     def _preview_batch(self, batch: list[Item], on_change: str) -> list[Item]:
         """The batch with what the ledger decides replaced by results; the rest passed on unclaimed."""
         decided = list(batch)
-        results, _ = self._decide(batch, _record_positions(batch), on_change)
+        results, _, _ = self._decide(batch, _record_positions(batch), on_change)
         for i, result in results.items():
             decided[i] = result
         return decided
@@ -302,28 +301,23 @@ class Ledger:
         self._check_lease()
         decided = list(batch)
         positions = _record_positions(batch)
+        held_elsewhere: set[int] = set()
         for _ in range(_CLAIM_ROUNDS):
-            results, claims = self._decide(batch, positions, on_change)
+            results, claims, held = self._decide(batch, positions, on_change)
             for i, result in results.items():
                 decided[i] = result
+            held_elsewhere |= held
             positions = self._claim(claims)
             if not positions:
                 break
-        for i in positions:  # still contended after every round: another run is at it right now
-            decided[i] = _result(
-                batch[i],  # type: ignore[arg-type]
-                Outcome.HELD_ELSEWHERE,
-                message="another run claimed this key at the same moment",
-            )
-        # Keys another run holds are decided at the end of the run, once their holder had its chance.
-        kept = []
-        for i, item in enumerate(decided):
+        # Still contended after every round (another run is at it right now), or held by another run:
+        # decided at the end of the run (settle_held), once their holder had its chance.
+        held_elsewhere |= set(positions)
+        for i in held_elsewhere:
             record = batch[i]
-            if _held_by_another_run(item) and isinstance(record, FulfilmentRecord):
-                self._held.setdefault(_key(record), (record, None))
-            else:
-                kept.append(item)
-        return kept
+            assert isinstance(record, FulfilmentRecord)
+            self._held.setdefault(_key(record), (record, None))
+        return [item for i, item in enumerate(decided) if i not in held_elsewhere]
 
     def settle_held(
         self, *, on_change: str = "send", stopped: Callable[[], bool] | None = None
@@ -342,12 +336,12 @@ class Ledger:
         still: dict[tuple[str, str, str], FulfilmentResult] = {}
         while held and not stopped():
             known = self._lookup([record for record, _ in held.values()])
-            now = self._lease_clock()
+            live_after = self._live_after()
             decide = []
             for key, (record, seen) in list(held.items()):
                 row = known.get(key)
                 lease = row["lease_until"] if row is not None else None
-                if row is None or row["state"] != IN_FLIGHT or not self._held_by_a_live_run(row, now):
+                if row is None or row["state"] != IN_FLIGHT or not self._held_by_a_live_run(row, live_after):
                     decide.append(record)  # delivered, failed, or left by its holder: decided below
                 elif seen is not None and lease is not None and lease > seen:
                     still[key] = _result(
@@ -378,36 +372,42 @@ class Ledger:
 
     def _decide(
         self, batch: list[Item], positions: list[int], on_change: str
-    ) -> tuple[dict[int, FulfilmentResult], list[_Claim]]:
-        """One read of the ledger: a result for each record it decides, a claim to make for the others."""
+    ) -> tuple[dict[int, FulfilmentResult], list[_Claim], set[int]]:
+        """One read of the ledger: a result for each record it decides, a claim to make for the others,
+        and the positions another run holds (their results are ``held_elsewhere``)."""
         records = [batch[i] for i in positions]
         known = self._lookup(records)  # type: ignore[arg-type]
-        now = self._lease_clock()
+        live_after = self._live_after()
         results: dict[int, FulfilmentResult] = {}
+        held: set[int] = set()
         claims: list[_Claim] = []
         taken: set[tuple[str, str, str]] = set()
         for i, record in zip(positions, records, strict=True):
             assert isinstance(record, FulfilmentRecord)
             key = _key(record)
             if key in self._claimed or key in taken:
-                results[i] = _result(record, Outcome.HELD_ELSEWHERE, message=f"{_SAME_RUN} holds this key")
+                results[i] = _result(
+                    record, Outcome.HELD_ELSEWHERE, message="an earlier row of this run holds this key"
+                )
                 continue
             digest = payload_hash(record)
             row = known.get(key)
-            verdict = self._verdict(record, digest, row, now, on_change)
+            verdict = self._verdict(record, digest, row, live_after, on_change)
             if verdict is not None:
                 results[i] = verdict
+                if verdict.outcome is Outcome.HELD_ELSEWHERE:
+                    held.add(i)  # another run's: a claim passes it over, a preview reports it
                 continue
             taken.add(key)
             claims.append((i, record, digest, row))
-        return results, claims
+        return results, claims, held
 
     def _verdict(
         self,
         record: FulfilmentRecord,
         digest: str,
         row: dict[str, Any] | None,
-        now: str,
+        live_after: str,
         on_change: str,
     ) -> FulfilmentResult | None:
         """The result for a key that is not to be sent by this run, or None to send (claim) it."""
@@ -426,7 +426,7 @@ class Ledger:
                     message="payload changed since it was delivered; on_change=fail",
                 )
             return None
-        if row["state"] == IN_FLIGHT and self._held_by_a_live_run(row, now):
+        if row["state"] == IN_FLIGHT and self._held_by_a_live_run(row, live_after):
             return _result(
                 record,
                 Outcome.HELD_ELSEWHERE,
@@ -434,16 +434,12 @@ class Ledger:
             )
         return None
 
-    def _held_by_a_live_run(self, row: dict[str, Any], now: str) -> bool:
+    def _held_by_a_live_run(self, row: dict[str, Any], live_after: str) -> bool:
         if row["claim_id"] == self.claim_id:
             return True
         if self.run.is_earlier_try_of(row):
             return False  # Airflow starts a task's next try only after the last one ended
-        if row["lease_until"] is None:
-            return False
-        # On the database's clock, with slack for readings that are not exact.
-        margin = min(_CLOCK_MARGIN_S, self.lease_s / 4)
-        return bool(row["lease_until"] > _timestamp(_parse_timestamp(now) - timedelta(seconds=margin)))
+        return row["lease_until"] is not None and bool(row["lease_until"] > live_after)
 
     def _lookup(self, records: Sequence[FulfilmentRecord]) -> dict[tuple[str, str, str], dict[str, Any]]:
         if not records:
@@ -660,7 +656,7 @@ class Ledger:
         abandoned = self._query(
             f"SELECT COUNT(*) FROM {self.table} WHERE {condition} AND state = '{IN_FLIGHT}' "
             f"AND (lease_until IS NULL OR lease_until < {now_mark})",
-            [*params, self._lease_clock()],
+            [*params, _timestamp(self._lease_now())],
         )[0][0]
         # Our own constants, not input: safe to write into the statement.
         failure_where = f"{condition} AND state IN ({', '.join(repr(s) for s in UNDELIVERED)})"
@@ -710,14 +706,19 @@ class Ledger:
         """This machine's time (attempt times, for people and the sensors' windows)."""
         return _timestamp(self._wall())
 
-    def _lease_clock(self) -> str:
+    def _lease_now(self) -> datetime:
         """The database's time (leases), read from it once and then followed on this machine's clock."""
         if self._clock_offset is None:
             self._sync_clock(self.connection)
-        return _timestamp(self._wall() + timedelta(seconds=self._clock_offset or 0.0))
+        return self._wall() + timedelta(seconds=self._clock_offset or 0.0)
+
+    def _live_after(self) -> str:
+        """Leases ending after this are a live run's: the database's time, less slack for readings that
+        are not exact."""
+        return _timestamp(self._lease_now() - timedelta(seconds=min(_CLOCK_MARGIN_S, self.lease_s / 4)))
 
     def _lease_until(self) -> str:
-        return _timestamp(_parse_timestamp(self._lease_clock()) + timedelta(seconds=self.lease_s))
+        return _timestamp(self._lease_now() + timedelta(seconds=self.lease_s))
 
     @cached_property
     def _insert_sql(self) -> str:
@@ -911,19 +912,6 @@ def _as_utc(value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"not a timestamp: {value!r}")
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-def _parse_timestamp(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-
-
-def _held_by_another_run(item: Item) -> bool:
-    """A result saying another run holds the key (not an earlier row of this run)."""
-    return (
-        isinstance(item, FulfilmentResult)
-        and item.outcome is Outcome.HELD_ELSEWHERE
-        and not (item.message or "").startswith(_SAME_RUN)
-    )
 
 
 class _Heartbeat:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_juspay.errors import RateLimited, ServerError, TransportError
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
-from airflow_provider_juspay.sync.control import RunControl, is_pushback
+from airflow_provider_juspay.sync.control import RunControl, is_overload
 from airflow_provider_juspay.sync.pacer import Pacer
 
 
@@ -140,13 +140,13 @@ def test_acquire_gives_up_when_the_run_stops():
     assert limit.acquire(lambda: True, poll=0.01) is None
 
 
-def test_what_counts_as_pushback():
-    assert is_pushback(RateLimited("429", http_status=429))
-    assert is_pushback(ServerError("503", http_status=503))
-    assert is_pushback(TransportError("timed out", error_code="TIMEOUT"))
-    assert not is_pushback(ServerError("500", http_status=500))
-    assert not is_pushback(TransportError("refused", error_code="CONNECTION_ERROR"))
-    assert not is_pushback(None)
+def test_what_counts_as_overload():
+    assert is_overload(ServerError("503", http_status=503))
+    assert is_overload(TransportError("timed out", error_code="TIMEOUT"))
+    assert not is_overload(RateLimited("429", http_status=429)), "a 429 is pushback of its own kind"
+    assert not is_overload(ServerError("500", http_status=500))
+    assert not is_overload(TransportError("refused", error_code="CONNECTION_ERROR"))
+    assert not is_overload(None)
 
 
 def test_a_short_retry_after_delays_only_its_request_a_long_one_pauses_the_run():
