@@ -35,6 +35,7 @@ from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts, 
 from airflow_provider_juspay.errors import (
     ApiError,
     AuthError,
+    ErrorCode,
     JuspayError,
     NotFound,
     RateLimited,
@@ -52,7 +53,6 @@ __all__ = ["USER_AGENT", "AttemptControl", "JuspayClient", "RetryTally"]
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"airflow-provider-juspay/{__version__}"
-ALREADY_EXISTS = "ALREADY_EXISTS"
 NOT_FOUND_CODES = frozenset({"RESOURCE_NOT_FOUND", "NOT_FOUND"})
 #: The connection test makes one attempt and waits at most this long (the UI's Test button waits on it).
 TEST_DEADLINE = 10.0
@@ -203,9 +203,11 @@ class JuspayClient:
                 message=f"{last_error.detail or last_error}; then {stop}",
             )
         except ApiError as exc:
-            if exc.error_code == ALREADY_EXISTS:
+            if exc.error_code == ErrorCode.ALREADY_EXISTS:
                 return result(
-                    Outcome.ALREADY_FULFILLED, http_status=exc.http_status, error_code=ALREADY_EXISTS
+                    Outcome.ALREADY_FULFILLED,
+                    http_status=exc.http_status,
+                    error_code=ErrorCode.ALREADY_EXISTS,
                 )
             outcome = Outcome.REJECTED if isinstance(exc, Rejected) else Outcome.FAILED
             message = exc.detail or str(exc)
@@ -294,7 +296,7 @@ class JuspayClient:
                 f"({self._scrub(_quote(answer.data))}); is the base URL right?",
                 order_id=order_id,
                 http_status=answer.status,
-                error_code="UNEXPECTED_RESPONSE",
+                error_code=ErrorCode.UNEXPECTED_RESPONSE,
             )
         if 200 <= answer.status < 300:
             return answer.status, payload or {}
@@ -366,14 +368,14 @@ def _check_fulfilment_answer(payload: Mapping[str, Any], order_id: str, scrub: A
         raise UnexpectedResponse(
             f"the answer names order {scrub(str(named)[:QUOTED_CHARS])!r}, not this one",
             order_id=order_id,
-            error_code="UNEXPECTED_RESPONSE",
+            error_code=ErrorCode.UNEXPECTED_RESPONSE,
         )
     if named is None and str(payload.get("status", "")).upper() != "SUCCESS":
         raise UnexpectedResponse(
             "the answer is JSON but not Juspay's fulfilment answer (no order_id, no SUCCESS status); "
             "is the base URL right?",
             order_id=order_id,
-            error_code="UNEXPECTED_RESPONSE",
+            error_code=ErrorCode.UNEXPECTED_RESPONSE,
         )
 
 
@@ -384,7 +386,7 @@ def _check_order_answer(payload: Mapping[str, Any], order_id: str, scrub: Any) -
         raise UnexpectedResponse(
             "the answer is not Juspay's order status for this order; is the base URL right?",
             order_id=order_id,
-            error_code="UNEXPECTED_RESPONSE",
+            error_code=ErrorCode.UNEXPECTED_RESPONSE,
         )
 
 
@@ -398,7 +400,7 @@ def _error_for(
             f"HTTP {status} without Juspay's error body; is the base URL right?",
             order_id=order_id,
             http_status=status,
-            error_code="UNEXPECTED_RESPONSE",
+            error_code=ErrorCode.UNEXPECTED_RESPONSE,
         )
     found = payload.get("error_info")
     info: Mapping[str, Any] = found if isinstance(found, dict) else {}

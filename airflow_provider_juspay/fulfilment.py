@@ -150,6 +150,11 @@ class FulfilmentResult:
     #: Where the row was read: ``orders.csv line 17``, ``row 5`` (None when not known).
     position: str | None = None
 
+    def __post_init__(self) -> None:
+        # An ErrorCode is kept as its text: XCom, reports and the ledger hold plain strings.
+        if self.error_code is not None and type(self.error_code) is not str:
+            object.__setattr__(self, "error_code", str(self.error_code))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, for XCom and reports."""
         data = asdict(self)

@@ -29,7 +29,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from airflow_provider_juspay.config import DEFAULT_MAX_ANSWER_BYTES, Timeouts
-from airflow_provider_juspay.errors import ApiError, TransportError
+from airflow_provider_juspay.errors import Cancelled, ErrorCode, TlsError, TransportError
 
 __all__ = ["Answer", "SessionTransport", "StdlibTransport", "Transport"]
 
@@ -146,21 +146,25 @@ class StdlibTransport:
             conn.close()
             if flight.cut:
                 raise self._cut_error(flight, order_id) from exc
-            raise ApiError(
-                f"TLS failed for {self._host}: {exc.reason}", order_id=order_id, error_code="TLS_ERROR"
+            raise TlsError(
+                f"TLS failed for {self._host}: {exc.reason}",
+                order_id=order_id,
+                error_code=ErrorCode.TLS_ERROR,
             ) from exc
         except TimeoutError as exc:
             conn.close()
-            raise TransportError("timed out", order_id=order_id, error_code="TIMEOUT") from exc
+            raise TransportError("timed out", order_id=order_id, error_code=ErrorCode.TIMEOUT) from exc
         except AnswerTooLarge as exc:
             conn.close()
-            raise TransportError(str(exc), order_id=order_id, error_code="ANSWER_TOO_LARGE") from exc
+            raise TransportError(str(exc), order_id=order_id, error_code=ErrorCode.ANSWER_TOO_LARGE) from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             if flight.cut:
                 raise self._cut_error(flight, order_id) from exc
             raise TransportError(
-                f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
+                f"connection failed ({type(exc).__name__})",
+                order_id=order_id,
+                error_code=ErrorCode.CONNECTION_ERROR,
             ) from exc
 
     def abort_in_flight(self) -> int:
@@ -173,11 +177,13 @@ class StdlibTransport:
 
     def _cut_error(self, flight: _Flight, order_id: str) -> TransportError:
         if flight.cut == "cancelled":
-            return TransportError("cut short: the run is stopping", order_id=order_id, error_code="CANCELLED")
+            return Cancelled(
+                "cut short: the run is stopping", order_id=order_id, error_code=ErrorCode.CANCELLED
+            )
         return TransportError(
             f"no complete answer within the {self._timeouts.deadline:g}s deadline",
             order_id=order_id,
-            error_code="TIMEOUT",
+            error_code=ErrorCode.TIMEOUT,
         )
 
     def _once(
@@ -328,26 +334,32 @@ class SessionTransport:
             )
             data = self._read(response, deadline)
         except AnswerTooLarge as exc:
-            raise TransportError(str(exc), order_id=order_id, error_code="ANSWER_TOO_LARGE") from exc
+            raise TransportError(str(exc), order_id=order_id, error_code=ErrorCode.ANSWER_TOO_LARGE) from exc
         except _DeadlinePassed as exc:
             raise TransportError(
                 f"no complete answer within the {self._deadline:g}s deadline",
                 order_id=order_id,
-                error_code="TIMEOUT",
+                error_code=ErrorCode.TIMEOUT,
             ) from exc
         except Urllib3SSLError as exc:
-            raise ApiError(f"TLS failed for {self._host}", order_id=order_id, error_code="TLS_ERROR") from exc
+            raise TlsError(
+                f"TLS failed for {self._host}", order_id=order_id, error_code=ErrorCode.TLS_ERROR
+            ) from exc
         except NewConnectionError as exc:  # a subclass of ConnectTimeoutError in urllib3, yet not a timeout
             raise TransportError(
-                f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
+                f"connection failed ({type(exc).__name__})",
+                order_id=order_id,
+                error_code=ErrorCode.CONNECTION_ERROR,
             ) from exc
         except Urllib3Timeout as exc:
             raise TransportError(
-                f"timed out ({type(exc).__name__})", order_id=order_id, error_code="TIMEOUT"
+                f"timed out ({type(exc).__name__})", order_id=order_id, error_code=ErrorCode.TIMEOUT
             ) from exc
         except Urllib3Error as exc:
             raise TransportError(
-                f"connection failed ({type(exc).__name__})", order_id=order_id, error_code="CONNECTION_ERROR"
+                f"connection failed ({type(exc).__name__})",
+                order_id=order_id,
+                error_code=ErrorCode.CONNECTION_ERROR,
             ) from exc
         get = response.headers.get
         return Answer(response.status, get("Retry-After"), data, get("RateLimit"), get("RateLimit-Policy"))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_juspay.config import endpoint_of
+from airflow_provider_juspay.errors import ErrorCode
 from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
 from airflow_provider_juspay.hooks.files import failure_export, files_to_read
 from airflow_provider_juspay.hooks.juspay import fail_without_retry_on_config_error
@@ -19,9 +20,8 @@ from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
 from airflow_provider_juspay.operators._deprecations import warn_renamed
 from airflow_provider_juspay.operators._interval import empty_interval_problem, mentions_interval
-from airflow_provider_juspay.sync.breaker import CIRCUIT_OPEN, THROTTLED, UNEXPECTED_RESPONSES
 from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, DEFAULT_INITIAL, AdaptiveLimit
-from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
+from airflow_provider_juspay.sync.control import RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
 from airflow_provider_juspay.sync.export import FailureExport, export_format
@@ -188,19 +188,19 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
 
 def _stop_error(stop: Stop, conn_id: str, unsent: int, base_url: str) -> Exception:
     """The exception a stopped run fails with: no Airflow retry where a retry cannot help."""
-    if stop.error_code == UNAUTHORIZED:
+    if stop.error_code == ErrorCode.UNAUTHORIZED:
         return AirflowFailException(
             f"Juspay at {endpoint_of(base_url)} refused the credentials of {conn_id!r} ({stop.error}); "
             f"{unsent} records were not attempted. A key works only in the environment that issued it: "
             "fix the connection's API key, merchant id or extra 'environment' (sandbox | production; "
             "the host field overrides it), then clear the task."
         )
-    if stop.error_code == UNEXPECTED_RESPONSES:
+    if stop.error_code == ErrorCode.UNEXPECTED_RESPONSES:
         return AirflowFailException(
             f"{stop.message}; {unsent} records were not attempted. Fix the connection {conn_id!r}, "
             "then clear the task."
         )
-    if stop.error_code in (CIRCUIT_OPEN, THROTTLED):
+    if stop.error_code in (ErrorCode.CIRCUIT_OPEN, ErrorCode.THROTTLED):
         return AirflowException(
             f"{stop.message}; {unsent} records were not attempted. An Airflow retry sends them later "
             "(with a ledger, only what was not delivered)."

@@ -17,16 +17,18 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from airflow_provider_juspay.errors import ApiError, AuthError, RateLimited, Rejected, UnexpectedResponse
+from airflow_provider_juspay.errors import (
+    ApiError,
+    AuthError,
+    Cancelled,
+    ErrorCode,
+    RateLimited,
+    Rejected,
+    TlsError,
+    UnexpectedResponse,
+)
 
-__all__ = ["CIRCUIT_OPEN", "THROTTLED", "UNEXPECTED_RESPONSES", "BreakerPolicy", "CircuitBreaker", "Trip"]
-
-#: Error code of the rows a sustained outage left unsent.
-CIRCUIT_OPEN = "CIRCUIT_OPEN"
-#: Error code of the rows left unsent because the answers were not Juspay's (a wrong base URL).
-UNEXPECTED_RESPONSES = "UNEXPECTED_RESPONSES"
-#: Error code of the rows left unsent because Juspay answered nothing but 429 for too long.
-THROTTLED = "THROTTLED"
+__all__ = ["BreakerPolicy", "CircuitBreaker", "Trip"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +66,9 @@ class Trip:
     error_code: str
     message: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "error_code", str(self.error_code))  # an ErrorCode, kept as its text
+
 
 class CircuitBreaker:
     """Counts how attempts end and opens once; thread-safe.
@@ -86,16 +91,14 @@ class CircuitBreaker:
 
     def record(self, error: ApiError | None) -> Trip | None:
         """Learn how one attempt ended; returns the trip the first time the breaker opens."""
-        if getattr(error, "error_code", None) == "CANCELLED":
+        if isinstance(error, Cancelled):  # the run is stopping: says nothing of Juspay
             return None
         if isinstance(error, RateLimited):
             return self._throttled()
         self._throttled_since = None
         # Any answer of Juspay's, a refusal included, shows it is up; anything else counts against it.
         transient = error is not None and not isinstance(error, (Rejected, AuthError))
-        not_juspay = (
-            isinstance(error, UnexpectedResponse) or getattr(error, "error_code", None) == "TLS_ERROR"
-        )
+        not_juspay = isinstance(error, (UnexpectedResponse, TlsError))
         with self._lock:
             if self.trip is not None:
                 return None
@@ -117,7 +120,7 @@ class CircuitBreaker:
                 self._unexpected_streak += 1
                 if self._unexpected_streak >= self.policy.unexpected:
                     return self._open(
-                        UNEXPECTED_RESPONSES,
+                        ErrorCode.UNEXPECTED_RESPONSES,
                         f"{self._unexpected_streak} answers in a row were not Juspay's ({error}); "
                         "check the connection's base URL (and its TLS certificate)",
                     )
@@ -136,7 +139,7 @@ class CircuitBreaker:
             if lasted >= p.min_outage_s:
                 causes = ", ".join(f"{code} {n}" for code, n in self._causes.most_common(3))
                 return self._open(
-                    CIRCUIT_OPEN,
+                    ErrorCode.CIRCUIT_OPEN,
                     f"Juspay kept failing: {self._failures_in_window} of the last {len(self._recent)} "
                     f"attempts, {self._streak} in a row, for {lasted:.0f}s ({causes}); stopped sending",
                 )
@@ -153,7 +156,7 @@ class CircuitBreaker:
             if lasted < self.policy.max_throttled_s:
                 return None
             return self._open(
-                THROTTLED,
+                ErrorCode.THROTTLED,
                 f"Juspay answered nothing but 429 (rate limited) for {lasted:.0f}s; stopped sending "
                 "(an Airflow retry tries again later)",
             )

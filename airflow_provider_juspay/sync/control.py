@@ -14,20 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_juspay.errors import ApiError, RateLimited, RunStopped, ServerError, TransportError
+from airflow_provider_juspay.errors import (
+    ApiError,
+    ErrorCode,
+    RateLimited,
+    RunStopped,
+    ServerError,
+    TransportError,
+)
 from airflow_provider_juspay.ratelimit import RateLimitHint
 from airflow_provider_juspay.sync.breaker import CircuitBreaker
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.pacer import Pacer
 
-__all__ = ["ABORTED", "CANCELLED", "DEFAULT_GRACE_S", "UNAUTHORIZED", "RunControl", "Stop"]
+__all__ = ["DEFAULT_GRACE_S", "RunControl", "Stop"]
 
 log = logging.getLogger(__name__)
 
-CANCELLED = "CANCELLED"
-UNAUTHORIZED = "UNAUTHORIZED"
-#: The run ended on an error of its own (a database gone, a timeout): nothing more can be recorded.
-ABORTED = "ABORTED"
 #: Seconds the requests on the wire get to finish after a cancel, before they are cut.
 DEFAULT_GRACE_S = 1.0
 #: Seconds a 429 without Retry-After pauses the run.
@@ -40,7 +43,7 @@ SHORT_RETRY_AFTER_S = 1.0
 def is_overload(error: ApiError | None) -> bool:
     """A 503 or a timeout: overload when they come in numbers, a stray fault when alone."""
     return (isinstance(error, ServerError) and error.http_status == 503) or (
-        isinstance(error, TransportError) and error.error_code == "TIMEOUT"
+        isinstance(error, TransportError) and error.error_code == ErrorCode.TIMEOUT
     )
 
 
@@ -51,6 +54,9 @@ class Stop:
     error_code: str
     message: str
     error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "error_code", str(self.error_code))  # an ErrorCode, kept as its text
 
 
 class RunControl:
@@ -94,7 +100,7 @@ class RunControl:
 
     @property
     def cancelled(self) -> bool:
-        return self.stop_reason is not None and self.stop_reason.error_code == CANCELLED
+        return self.stop_reason is not None and self.stop_reason.error_code == ErrorCode.CANCELLED
 
     def stop(self, error_code: str, message: str, error: BaseException | None = None) -> bool:
         """Stop the run (the first reason wins); returns whether this call stopped it."""
@@ -109,7 +115,7 @@ class RunControl:
 
     def cancel(self, message: str = "the task was asked to stop") -> None:
         """Stop now; requests on the wire get ``grace_s`` seconds, then are cut. Safe in a signal handler."""
-        self.stop(CANCELLED, message)
+        self.stop(ErrorCode.CANCELLED, message)
         if self._abort is not None:
             timer = threading.Timer(self._grace, self._abort)
             timer.daemon = True
@@ -117,7 +123,7 @@ class RunControl:
 
     def abort(self, message: str) -> None:
         """Stop and cut the requests on the wire at once (their results can no longer be recorded)."""
-        self.stop(ABORTED, message)
+        self.stop(ErrorCode.ABORTED, message)
         if self._abort is not None:
             self._abort()
 

@@ -11,9 +11,9 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
-from airflow_provider_juspay.errors import AuthError, RunStopped
+from airflow_provider_juspay.errors import AuthError, ErrorCode, RunStopped
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Item, Outcome
-from airflow_provider_juspay.sync.control import UNAUTHORIZED, RunControl, Stop
+from airflow_provider_juspay.sync.control import RunControl, Stop
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "Dispatcher", "not_attempted"]
 
@@ -135,12 +135,12 @@ class Dispatcher:
         except RunStopped:
             return self._unsent(record)
         except AuthError as exc:
-            self.control.stop(UNAUTHORIZED, f"Juspay refused the credentials: {exc}", exc)
+            self.control.stop(ErrorCode.UNAUTHORIZED, f"Juspay refused the credentials: {exc}", exc)
             return FulfilmentResult(
                 order_id=record.order_id,
                 outcome=Outcome.FAILED,
                 http_status=exc.http_status,
-                error_code=exc.error_code or "UNAUTHORIZED",
+                error_code=exc.error_code or ErrorCode.UNAUTHORIZED,
                 message=str(exc),
                 attempts=1,
                 command=record.fulfillment_command,

@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any
 
+from airflow_provider_juspay.errors import SourceFileError
 from airflow_provider_juspay.sync.records import BrokenRow, SourceRow
 
 __all__ = [
@@ -46,10 +47,6 @@ MAX_LINE_BYTES = 1 << 20
 MAX_CSV_FIELD = 1 << 20
 #: Rows per Parquet batch.
 PARQUET_BATCH_ROWS = 1000
-
-
-class SourceFileError(Exception):
-    """A file that cannot be read (any further): its name, where, and why."""
 
 
 @dataclass(frozen=True, kw_only=True)

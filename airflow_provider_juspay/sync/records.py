@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from airflow_provider_juspay.errors import RecordError
+from airflow_provider_juspay.errors import ErrorCode, RecordError
 from airflow_provider_juspay.fulfilment import (
     MAX_ORDER_ID_CHARS,
     FulfilmentRecord,
@@ -84,7 +84,7 @@ def _invalid(
     return FulfilmentResult(
         order_id=order_id,
         outcome=Outcome.INVALID,
-        error_code="INVALID_RECORD",
+        error_code=ErrorCode.INVALID_RECORD,
         message=message,
         position=position,
         command=command,

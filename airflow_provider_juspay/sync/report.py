@@ -11,10 +11,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
+from airflow_provider_juspay.errors import ErrorCode
 from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
 
 __all__ = [
-    "CHANGED_AFTER_DELIVERY",
     "DEFAULT_MAX_FAILURES_LISTED",
     "PROGRESS_EVERY_S",
     "ReportBuilder",
@@ -179,7 +179,6 @@ class ReportBuilder:
 
 
 #: Error code of a delivered key whose payload changed, under ``on_change="fail"``.
-CHANGED_AFTER_DELIVERY = "CHANGED_AFTER_DELIVERY"
 
 
 def counts_as_failure(outcome: Outcome, *, dry_run: bool) -> bool:
@@ -325,7 +324,7 @@ class RunReport:
             return reason
         if min_rows is not None and self.total < min_rows:
             return f"the source read {self.total} rows, fewer than min_rows={min_rows}"
-        if changed := self.errors.get(CHANGED_AFTER_DELIVERY):
+        if changed := self.errors.get(ErrorCode.CHANGED_AFTER_DELIVERY):
             return f"{changed} delivered fulfilments changed since (on_change='fail')"
         failures, ratio = self.failure_count, self.failure_ratio
         if max_failures is None and max_failure_ratio is None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_juspay.errors import (
-    ApiError,
+    Cancelled,
+    ErrorCode,
     RateLimited,
     Rejected,
     ServerError,
+    TlsError,
     TransportError,
     UnexpectedResponse,
 )
@@ -95,9 +97,21 @@ def test_the_policy_refuses_nonsense():
 
 def test_a_tls_failure_counts_as_not_juspay():
     breaker = CircuitBreaker(BreakerPolicy(unexpected=2))
-    tls = ApiError("TLS failed for portal.example", error_code="TLS_ERROR")
+    tls = TlsError("TLS failed for portal.example", error_code=ErrorCode.TLS_ERROR)
     assert breaker.record(tls) is None
     assert breaker.record(tls).error_code == "UNEXPECTED_RESPONSES"
+
+
+def test_it_decides_by_type_not_by_code_text():
+    """A request cut short by the run's own stop says nothing of Juspay, whatever code it carries; a
+    TLS failure is not Juspay's answer even without the TLS code."""
+    breaker = CircuitBreaker(BreakerPolicy(consecutive=2, min_outage_s=0, unexpected=2))
+    for _ in range(10):
+        assert breaker.record(Cancelled("cut short", error_code="ANY")) is None
+    assert breaker.record(TlsError("TLS failed")) is None
+    trip = breaker.record(TlsError("TLS failed"))
+    assert trip is not None and trip.error_code == ErrorCode.UNEXPECTED_RESPONSES
+    assert type(trip.error_code) is str  # kept as text: XCom and reports hold plain strings
 
 
 def test_429s_alone_open_it_only_when_they_never_stop():

@@ -1,0 +1,224 @@
+"""The delivery ledger: what was sent to Juspay, kept in a table on any DB-API connection.
+
+One row per fulfilment key (merchant id, order id, command, fulfilment id) holds the hash of the
+payload, the state, attempts, Juspay's last answer, attempt times and the Airflow run that tried
+last. A rerun skips what is delivered, resends what failed, and resends what was in flight when a
+process died (Juspay's ALREADY_EXISTS answer turns that into ``already_fulfilled``, never a double).
+The API key is never written.
+
+Runs may overlap (a retry DAG during the nightly sync, a backfill, shards whose queries overlap).
+A run claims a key before sending it (:mod:`.claims`); a claim carries a lease (:mod:`.lease`) that
+a heartbeat renews while the run lives, on the database's clock; each claimed key then gets its
+outcome (:mod:`.outcomes`); sensors and reports read what runs wrote (:mod:`.reader`). The table and
+its statements are in :mod:`.schema`, what differs between drivers in :mod:`.dialect`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_juspay.errors import LeaseLost
+from airflow_provider_juspay.fulfilment import FulfilmentResult, Item
+from airflow_provider_juspay.sync.ledger.claims import ON_CHANGE, Claims
+from airflow_provider_juspay.sync.ledger.dialect import Database, marker_for
+from airflow_provider_juspay.sync.ledger.lease import DEFAULT_LEASE_S, Lease, LeaseClock
+from airflow_provider_juspay.sync.ledger.outcomes import OutcomeWriter
+from airflow_provider_juspay.sync.ledger.reader import LedgerReader
+from airflow_provider_juspay.sync.ledger.rows import IN_FLIGHT, Key, RunInfo, payload_hash
+from airflow_provider_juspay.sync.ledger.schema import (
+    DEFAULT_TABLE,
+    checked_table_name,
+    ensure_table,
+    table_exists,
+)
+from airflow_provider_juspay.sync.ledger.schema import Statements as _Statements
+from airflow_provider_juspay.sync.report import RunReport
+
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "DEFAULT_TABLE",
+    "IN_FLIGHT",
+    "ON_CHANGE",
+    "Key",
+    "LeaseLost",
+    "Ledger",
+    "LedgerPreview",
+    "RunInfo",
+    "payload_hash",
+]
+
+
+class Ledger:
+    """The ledger of one run: claims keys before they are sent and writes their outcomes, through one
+    DB-API connection, from one thread.
+
+    :param connection: a DB-API 2 connection (``DbApiHook.get_conn()``); committed after each batch.
+    :param merchant_id: part of every key, so one table can serve several merchants.
+    :param table: the table, ``[schema.]name``; created by :meth:`ensure_table`.
+    :param run: the Airflow task try that writes (kept with each attempt, for people to trace).
+    :param batch_size: records looked up / outcomes written per statement batch.
+    :param flush_every_s: longest wait before buffered outcomes are written.
+    :param lease_s: seconds this run's claims hold their keys against other runs (renewed as it goes).
+    :param placeholder: the bind marker of the connection (``DbApiHook.placeholder``); sniffed from
+        the driver's ``paramstyle`` when not given.
+    :param connect: opens another connection to the same database, for the heartbeat thread that renews
+        this run's lease (e.g. ``DbApiHook.get_conn``); without it the lease is renewed as outcomes are
+        written, which a run stuck on slow records may not do in time.
+    """
+
+    def __init__(
+        self,
+        connection: Any,
+        *,
+        merchant_id: str,
+        table: str = DEFAULT_TABLE,
+        run: RunInfo | None = None,
+        batch_size: int = 200,
+        flush_every_s: float = 2.0,
+        lease_s: float = DEFAULT_LEASE_S,
+        placeholder: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] | None = None,
+        connect: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.table = checked_table_name(table)
+        self.merchant_id = merchant_id
+        self.run = run or RunInfo()
+        self.batch_size = batch_size
+        self.lease_s = lease_s
+        #: Identifies this run's claims; unique per Ledger (one per task try).
+        self.claim_id = uuid.uuid4().hex
+        self.db = Database(connection, marker_for(placeholder) if placeholder else None)
+        statements = _Statements.for_table(self.db, table)
+        lease_clock = LeaseClock(self.db, lease_s, wall_clock)
+        self._lease = Lease(
+            self.db, statements, lease_clock,
+            merchant_id=merchant_id, claim_id=self.claim_id, connect=connect, monotonic=clock,
+        )  # fmt: skip
+        self._claims = Claims(
+            self.db, statements, self._lease,
+            merchant_id=merchant_id, claim_id=self.claim_id, run=self.run, monotonic=clock, sleep=sleep,
+        )  # fmt: skip
+        self._outcomes = OutcomeWriter(
+            self.db, statements, self._lease, self._claims.claimed,
+            merchant_id=merchant_id, claim_id=self.claim_id, run=self.run,
+            batch_size=batch_size, flush_every_s=flush_every_s, monotonic=clock,
+        )  # fmt: skip
+        self._reader = LedgerReader(self.db, table, merchant_id, lease_clock)
+
+    @property
+    def connection(self) -> Any:
+        return self.db.connection
+
+    # -- the table ---------------------------------------------------------------------------------
+
+    def ensure_table(self) -> None:
+        """Create the table when missing and add columns newer releases need (safe when runs race)."""
+        ensure_table(self.db, self.table)
+
+    def exists(self) -> bool:
+        """Whether the table is there (without creating it)."""
+        return table_exists(self.db, self.table)
+
+    # -- before sending ----------------------------------------------------------------------------
+
+    def filter(
+        self, items: Iterable[Item], *, on_change: str = "send", stopped: Callable[[], bool] | None = None
+    ) -> Iterator[Item]:
+        """Pass on what this run must send, claimed in flight first; decide the rest here.
+
+        A delivered key with the same payload becomes ``skipped``; one whose payload changed follows
+        ``on_change``: ``send`` it (the default: the warehouse is the source of truth and Juspay
+        answers ALREADY_EXISTS to a true repeat), ``skip`` it, or ``fail`` it (outcome ``invalid``,
+        code CHANGED_AFTER_DELIVERY). Once ``stopped()`` is true, nothing more is claimed: records pass
+        on unclaimed, to be counted ``not_attempted``, and the ledger is left as it was for them.
+
+        Keys another run holds are not passed on: :meth:`settle_held` decides them after the rest.
+        """
+        for batch in self._batches(items, on_change):
+            if stopped is not None and stopped():
+                yield from self._claims.preview_batch(batch, on_change)
+            else:
+                yield from self._claims.claim_batch(batch, on_change)
+
+    def settle_held(
+        self, *, on_change: str = "send", stopped: Callable[[], bool] | None = None
+    ) -> Iterator[Item]:
+        """Decide the keys :meth:`filter` found held by other runs, once this run's own are done:
+        ``skipped`` when their holder delivered them, ``held_elsewhere`` while it lives, else sent here."""
+        return self._claims.settle_held(on_change, stopped or (lambda: False))
+
+    def preview(self, items: Iterable[Item], *, on_change: str = "send") -> Iterator[Item]:
+        """What :meth:`filter` would skip and pass on, writing nothing (dry runs); no table means empty."""
+        if not self.exists():
+            yield from items
+            return
+        for batch in self._batches(items, on_change):
+            yield from self._claims.preview_batch(batch, on_change)
+
+    def read_only(self) -> LedgerPreview:
+        """This ledger as a dry run sees it."""
+        return LedgerPreview(self)
+
+    def _batches(self, items: Iterable[Item], on_change: str) -> Iterator[list[Item]]:
+        if on_change not in ON_CHANGE:
+            raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
+        batch: list[Item] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    # -- after sending -----------------------------------------------------------------------------
+
+    def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
+        """Pass results on, writing the outcome of every key this run claimed (see :class:`OutcomeWriter`)."""
+        return self._outcomes.record(results)
+
+    def flush(self) -> None:
+        """Write the buffered outcomes now."""
+        self._outcomes.flush()
+
+    def close(self) -> None:
+        """Stop the heartbeat (its keys still in flight keep their lease until it passes)."""
+        self._lease.stop()
+
+    # -- reading, for sensors and people ------------------------------------------------------------
+
+    def summary(
+        self, *, run_id: str | None = None, since: str | None = None, until: str | None = None
+    ) -> RunReport:
+        """A report of the keys a run, or a time window, last wrote (see :meth:`LedgerReader.summary`)."""
+        return self._reader.summary(run_id=run_id, since=since, until=until)
+
+    def states(self) -> dict[Key, str]:
+        """Every key of this merchant and its state (for tests and small tables)."""
+        return self._reader.states()
+
+
+class LedgerPreview:
+    """A ledger as a dry run sees it: it tells what would be skipped and writes nothing."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def filter(
+        self, items: Iterable[Item], *, on_change: str = "send", stopped: Callable[[], bool] | None = None
+    ) -> Iterator[Item]:
+        return self.ledger.preview(items, on_change=on_change)
+
+    def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
+        return iter(results)
+
+    def settle_held(
+        self, *, on_change: str = "send", stopped: Callable[[], bool] | None = None
+    ) -> Iterator[Item]:
+        return iter(())

@@ -1,0 +1,166 @@
+"""The ledger table: its columns, creating and migrating it, and the statements the protocol runs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from airflow_provider_juspay.sync.ledger.dialect import Database
+from airflow_provider_juspay.sync.ledger.rows import IN_FLIGHT, LedgerRow
+
+DEFAULT_TABLE = "juspay_fulfilment_ledger"
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    merchant_id VARCHAR(128) NOT NULL,
+    order_id VARCHAR(255) NOT NULL,
+    command VARCHAR(64) NOT NULL,
+    fulfillment_id VARCHAR(255) NOT NULL,
+    payload_hash CHAR(64) NOT NULL,
+    state VARCHAR(32) NOT NULL,
+    attempts INTEGER NOT NULL,
+    http_status INTEGER,
+    error_code VARCHAR(255),
+    message VARCHAR(2000),
+    first_attempt_at VARCHAR(32) NOT NULL,
+    last_attempt_at VARCHAR(32) NOT NULL,
+    dag_id VARCHAR(250),
+    run_id VARCHAR(250),
+    task_id VARCHAR(250),
+    try_number INTEGER,
+    map_index INTEGER,
+    claim_id VARCHAR(64),
+    lease_until VARCHAR(32),
+    PRIMARY KEY (merchant_id, order_id, command, fulfillment_id)
+)
+"""
+#: Columns added since the first release, with their types: ``ensure_table`` adds them when missing.
+_ADDED_COLUMNS = (("map_index", "INTEGER"), ("claim_id", "VARCHAR(64)"), ("lease_until", "VARCHAR(32)"))
+COLUMNS = (
+    "merchant_id", "order_id", "command", "fulfillment_id", "payload_hash", "state", "attempts",
+    "http_status", "error_code", "message", "first_attempt_at", "last_attempt_at",
+    "dag_id", "run_id", "task_id", "try_number", "map_index", "claim_id", "lease_until",
+)  # fmt: skip
+RUN_COLUMNS = ("dag_id", "run_id", "task_id", "try_number", "map_index")
+KEY_COLUMNS = ("merchant_id", "order_id", "command", "fulfillment_id")
+#: The size of the text columns an outcome writes.
+ERROR_CODE_SIZE, MESSAGE_SIZE = 255, 2000
+
+
+def checked_table_name(table: str) -> str:
+    """The name, if it is a plain ``[schema.]name`` (it is written into statements)."""
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"ledger table must be a plain [schema.]name, got {table!r}")
+    return table
+
+
+def ensure_table(db: Database, table: str) -> None:
+    """Create the table when missing and add columns newer releases need (portable DDL).
+
+    Safe when several runs start together: losing a race to create the table or add a column is fine.
+    """
+    try:
+        db.execute(_DDL.format(table=table))
+    except Exception:
+        db.rollback()
+        if not table_exists(db, table):
+            raise
+    for name, kind in _ADDED_COLUMNS:
+        if _has_column(db, table, name):
+            continue
+        try:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        except Exception:
+            db.rollback()
+            if not _has_column(db, table, name):
+                raise
+
+
+def table_exists(db: Database, table: str) -> bool:
+    """Whether the table is there (without creating it)."""
+    return _has_column(db, table, "state")
+
+
+def _has_column(db: Database, table: str, name: str) -> bool:
+    try:
+        db.query(f"SELECT {name} FROM {table} WHERE 1 = 0", [])
+    except Exception:  # each driver has its own Error class: any failure means "not there"
+        db.rollback()
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The statements of the claim protocol for one table and dialect, written once per ledger."""
+
+    table: str
+    insert: str
+    claim_seen: str
+    outcome: str
+    renew: str
+
+    @classmethod
+    def for_table(cls, db: Database, table: str) -> Statements:
+        return cls(
+            table=table,
+            insert=_insert(db, table),
+            claim_seen=_claim_seen(db, table),
+            outcome=_outcome(db, table),
+            renew=_renew(db, table),
+        )
+
+    def lookup_of(self, db: Database, n_orders: int) -> str:
+        """Read the rows of ``n_orders`` order ids (merchant id first, then the order ids)."""
+        bind = db.binds()
+        return (
+            f"SELECT {', '.join(LedgerRow.COLUMNS)} FROM {self.table} "
+            f"WHERE merchant_id = {bind()} AND order_id IN ({bind.many(n_orders)})"
+        )
+
+
+def _insert(db: Database, table: str) -> str:
+    """Claim a new key: a second run inserting it too gets a duplicate-key error."""
+    return f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({db.binds().many(len(COLUMNS))})"
+
+
+def _claim_seen(db: Database, table: str) -> str:
+    """Claim a known key only if its row is still as it was read: one run wins, whatever the database.
+
+    Parameters: the new payload hash, state, attempt time, run columns, claim id and lease; the key;
+    then the state, attempt time, claim id and lease as read.
+    """
+    bind = db.binds()
+    sets = ("payload_hash", "state", "last_attempt_at", *RUN_COLUMNS, "claim_id", "lease_until")
+    assignments = ", ".join(f"{c} = {bind()}" for c in sets)
+    key = " AND ".join(f"{c} = {bind()}" for c in KEY_COLUMNS)
+    seen = (
+        f"state = {bind()} AND last_attempt_at = {bind()} "
+        f"AND COALESCE(claim_id, '') = {bind()} AND COALESCE(lease_until, '') = {bind()}"
+    )
+    return f"UPDATE {table} SET {assignments} WHERE {key} AND {seen}"
+
+
+def _outcome(db: Database, table: str) -> str:
+    """Write an outcome, only while this run still holds the key.
+
+    Parameters: state, attempts to add, HTTP status, error code, message, attempt time, run columns;
+    the key; the claim id.
+    """
+    bind = db.binds()
+    sets = [f"state = {bind()}", f"attempts = attempts + {bind()}"]
+    sets += [f"{c} = {bind()}" for c in ("http_status", "error_code", "message", "last_attempt_at")]
+    sets += [f"{c} = {bind()}" for c in RUN_COLUMNS]
+    sets += ["lease_until = NULL"]
+    key = " AND ".join(f"{c} = {bind()}" for c in KEY_COLUMNS)
+    return f"UPDATE {table} SET {', '.join(sets)} WHERE {key} AND claim_id = {bind()}"
+
+
+def _renew(db: Database, table: str) -> str:
+    """Push a run's lease forward on its keys still in flight. Parameters: lease, merchant, claim id."""
+    bind = db.binds()
+    return (
+        f"UPDATE {table} SET lease_until = {bind()} WHERE merchant_id = {bind()} "
+        f"AND claim_id = {bind()} AND state = '{IN_FLIGHT}'"
+    )
