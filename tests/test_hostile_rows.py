@@ -57,7 +57,7 @@ def test_any_rows_end_in_one_outcome_each(batch, with_ledger, ledger_db, ledger_
     control = RunControl()
     report = push(
         batch,
-        report=ReportBuilder(max_failures=1000),
+        report=ReportBuilder(max_failures_listed=1000),
         make_record=FulfilmentRecord.from_mapping,
         send=partial(ledger_client.fulfil, control=control),
         max_concurrency=8,

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowFailException, mask_secret
 from airflow.sdk import BaseHook
 
-from airflow_provider_juspay import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_juspay.client import JuspayClient, basic_token
 from airflow_provider_juspay.config import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -35,6 +34,7 @@ from airflow_provider_juspay.config import (
 )
 from airflow_provider_juspay.errors import ConfigError, JuspayError, MappingError
 from airflow_provider_juspay.fulfilment import DEFAULT_TIMEZONE, FulfilmentRecord, FulfilmentResult
+from airflow_provider_juspay.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.notifier import BaseNotifier
 
 from airflow_provider_juspay.sync.report import RunReport
+from airflow_provider_juspay.utils.xcom import REPORT_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -16,9 +17,6 @@ __all__ = ["MESSAGE_KEY", "FulfilmentReportNotifier"]
 
 #: The context key the message is put under, for the template of the notifier that delivers it.
 MESSAGE_KEY = "juspay_report"
-#: Where a report may be found, in order: a push task's return value, what it pushed before failing,
-#: and what a FulfilmentFailureSensor pushed.
-REPORT_KEYS = ("return_value", "report", "failures")
 
 
 class FulfilmentReportNotifier(BaseNotifier):
@@ -73,14 +71,13 @@ class FulfilmentReportNotifier(BaseNotifier):
         return f"{where}: {verdict}\n{report.summary(failures_shown=self.max_failures_listed)}"
 
     def _report(self, ti: Any, task_id: str) -> RunReport | None:
-        for key in REPORT_KEYS:
-            pushed = ti.xcom_pull(task_ids=task_id, key=key)
-            if isinstance(pushed, Mapping) and "counts" in pushed:
-                return RunReport.from_dict(pushed)
-            if (
-                isinstance(pushed, list)
-                and pushed
-                and all(isinstance(p, Mapping) and "counts" in p for p in pushed)
-            ):
-                return RunReport.merge(RunReport.from_dict(p) for p in pushed)  # mapped shards
+        pushed = ti.xcom_pull(task_ids=task_id, key=REPORT_KEY)
+        if isinstance(pushed, Mapping) and "counts" in pushed:
+            return RunReport.from_dict(pushed)
+        if (
+            isinstance(pushed, list)
+            and pushed
+            and all(isinstance(p, Mapping) and "counts" in p for p in pushed)
+        ):
+            return RunReport.merge(RunReport.from_dict(p) for p in pushed)  # mapped shards
         return None

@@ -14,7 +14,6 @@ from airflow.sdk import BaseOperator
 from airflow_provider_juspay.assets.juspay import merchant_of
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.hooks.juspay import JuspayHook
-from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators.links import JuspayDashboardLink
 from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
@@ -22,6 +21,7 @@ from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.ledger import DEFAULT_LEASE_S, DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import RunReport
+from airflow_provider_juspay.utils.sql import db_api_hook
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage

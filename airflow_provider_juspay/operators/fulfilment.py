@@ -13,28 +13,34 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_provider_juspay.config import endpoint_of
 from airflow_provider_juspay.errors import ErrorCode
-from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult, Outcome
-from airflow_provider_juspay.hooks.files import failure_export, files_to_read
+from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult
 from airflow_provider_juspay.hooks.juspay import fail_without_retry_on_config_error
-from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
-from airflow_provider_juspay.operators._deprecations import warn_renamed
 from airflow_provider_juspay.operators._interval import empty_interval_problem, mentions_interval
 from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, DEFAULT_INITIAL, AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
-from airflow_provider_juspay.sync.engine import Push, dry_run_send, push
+from airflow_provider_juspay.sync.engine import dry_run_send, push
 from airflow_provider_juspay.sync.export import FailureExport, export_format
 from airflow_provider_juspay.sync.files import CsvOptions, read_files
 from airflow_provider_juspay.sync.files import file_format as format_of
 from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
-from airflow_provider_juspay.sync.report import DEFAULT_MAX_FAILURES_LISTED, ReportBuilder, RunReport
+from airflow_provider_juspay.sync.report import (
+    DEFAULT_MAX_FAILURES_LISTED,
+    ReportBuilder,
+    RunReport,
+    checked_limits,
+)
 from airflow_provider_juspay.sync.sources import (
     DEFAULT_FETCH_SIZE,
     checked_first_batch,
     stream_query,
     unmapped_columns,
 )
+from airflow_provider_juspay.utils.deprecations import warn_deprecated
+from airflow_provider_juspay.utils.files import failure_export, files_to_read
+from airflow_provider_juspay.utils.sql import db_api_hook
+from airflow_provider_juspay.utils.xcom import DEPRECATED_RESULTS_KEY, REPORT_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -53,10 +59,12 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
     Give either the fields of one order (``order_id``, ``fulfillment_status``, ...) or ``records``, a
     list of mappings such as an upstream task's XCom.
 
-    Returns (XCom) the result as a dict for one order, or a list of dicts for ``records``. The task
-    fails when any record is a failure (``rejected``, ``failed``, ``invalid``, ``not_attempted``),
-    unless ``fail_on_error=False``; the results are pushed to XCom under ``results`` first so a notifier
-    can name the orders. A refused key or an unusable connection fails it without Airflow retries.
+    Returns (XCom) the result as a dict for one order, or a list of dicts for ``records``, and pushes the
+    run's report under the XCom key ``report``, as every task that makes one does. The task is judged by
+    :meth:`~airflow_provider_juspay.sync.report.RunReport.verdict`, the rule of every task: rows that
+    failed or were not attempted fail it; other failures (``rejected``, ``invalid``) fail it beyond
+    ``max_failures`` / ``max_failure_ratio``, and with neither limit given, any does. A refused key, an
+    unusable connection or data Juspay refused fail it without Airflow retries.
 
     :param order_id: the order's id, as Juspay knows it (templated).
     :param fulfillment_status: ``SUCCESS`` or ``FAILURE`` (templated).
@@ -67,7 +75,10 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
     :param routing_id: sent as ``x-routing-id``, e.g. the customer id (templated).
     :param records: or mappings with record fields (or source names mapped by ``column_map``), or their
         JSON text (templated).
-    :param fail_on_error: fail the task when any record is a failure (default True).
+    :param max_failures: failures allowed (a count). With neither limit, none is allowed.
+    :param max_failure_ratio: share of failures allowed, 0 to 1.
+    :param max_failures_listed: failures listed in the report (all are counted), default 100.
+    :param fail_on_error: deprecated: ``False`` is ``max_failure_ratio=1.0``; ``True`` is the default.
     :param juspay_conn_id: the ``juspay`` connection, default ``juspay_default`` (templated).
     :param column_map: ``{"source_column": "field"}`` renames.
     :param defaults: values for fields a record lacks (templated).
@@ -101,12 +112,24 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         fulfillment_data: Any = None,
         routing_id: str | None = None,
         records: Any = None,
-        fail_on_error: bool = True,
+        max_failures: int | None = None,
+        max_failure_ratio: float | None = None,
+        max_failures_listed: int = DEFAULT_MAX_FAILURES_LISTED,
+        fail_on_error: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if (order_id is None) == (records is None):
             raise ValueError("give exactly one of order_id (one order) or records (a list of mappings)")
+        if fail_on_error is not None:
+            warn_deprecated(
+                "fail_on_error",
+                "max_failures / max_failure_ratio (fail_on_error=False is max_failure_ratio=1.0)",
+            )
+            if not fail_on_error and max_failures is None and max_failure_ratio is None:
+                max_failure_ratio = 1.0
+        self.max_failures, self.max_failure_ratio = checked_limits(max_failures, max_failure_ratio)
+        self.max_failures_listed = max_failures_listed
         self.order_id = order_id
         self.fulfillment_status = fulfillment_status
         self.fulfillment_command = fulfillment_command
@@ -115,7 +138,6 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         self.fulfillment_data = fulfillment_data
         self.routing_id = routing_id
         self.records = records
-        self.fail_on_error = fail_on_error
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         with fail_without_retry_on_config_error(self.juspay_conn_id):
@@ -128,20 +150,23 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             self.log.warning(
                 "%d records: BulkFulfilmentOperator sends them concurrently, with a report", len(rows)
             )
+        results: list[FulfilmentResult] = []
         try:
             with self.open_ledger(context) as ledger:
                 if ledger is not None:
                     ledger.ensure_table()
                 control = self.run_control()
-                run = Push(
+                outcome = push(
+                    rows,
+                    report=ReportBuilder(total=len(rows), max_failures_listed=self.max_failures_listed),
                     make_record=self.make_record,
                     send=partial(self.hook.client.fulfil, control=control),
                     max_concurrency=1,
                     ledger=ledger,
                     on_change=self.on_change,
                     control=control,
+                    export=results.append,
                 )
-                results = list(run.results(rows))
         finally:
             self.hook.close()
         for result in results:
@@ -152,38 +177,28 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
                 f" ({result.error_code}: {result.message})" if result.error_code else "",
             )
         payload = [r.to_dict() for r in results]
-        stop = run.stop_reason
-        builder = ReportBuilder(total=len(results))
-        for result in results:
-            builder.add(result)
-        self._report = builder.finish(stop)
-        # The same report as the bulk operator's, for notifiers and lineage (a few hundred bytes).
-        context["ti"].xcom_push(key="report", value=self._report.to_dict())
-        if stop is not None:
-            context["ti"].xcom_push(key="results", value=payload)
-            unsent = sum(r.outcome is Outcome.NOT_ATTEMPTED for r in results)
-            raise self._failed(_stop_error(stop, self.juspay_conn_id, unsent, self.hook.config.base_url))
-        self._raise_on_failures(results, context, payload)
+        report = self._report = outcome.report
+        # The same report as the bulk operator's, under the same key, for notifiers and lineage.
+        context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
+        problem = report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
+        if problem is not None:
+            context["ti"].xcom_push(key=DEPRECATED_RESULTS_KEY, value=payload)
+            if outcome.stop is not None:
+                unsent = report.counts["not_attempted"]
+                raise self._failed(
+                    _stop_error(outcome.stop, self.juspay_conn_id, unsent, self.hook.config.base_url)
+                )
+            failures = [r for r in results if r.outcome.is_failure]
+            shown = "; ".join(
+                f"{r.order_id}: {r.outcome.value} {r.error_code or ''} {r.message or ''}".strip()
+                for r in failures[:10]
+            )
+            raise self._failed(_verdict_error(f"{problem} ({shown})", report, None))
         self.announce(context)
         return payload[0] if single else payload
 
     def _single_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in ORDER_FIELDS if getattr(self, name) is not None}
-
-    def _raise_on_failures(
-        self, results: list[FulfilmentResult], context: Context, payload: list[dict[str, Any]]
-    ) -> None:
-        failures = [r for r in results if r.outcome.is_failure]
-        if not failures or not self.fail_on_error:
-            return
-        context["ti"].xcom_push(key="results", value=payload)
-        shown = "; ".join(
-            f"{r.order_id}: {r.outcome.value} {r.error_code or ''} {r.message or ''}".strip()
-            for r in failures[:10]
-        )
-        raise self._failed(
-            AirflowException(f"{len(failures)} of {len(results)} fulfilments not delivered: {shown}")
-        )
 
 
 def _stop_error(stop: Stop, conn_id: str, unsent: int, base_url: str) -> Exception:
@@ -285,7 +300,6 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     :param max_failures: failures allowed (a count; default: no count limit).
     :param max_failure_ratio: share of failures allowed, 0 to 1 (default: no share limit).
     :param max_failures_listed: failures listed in the report (all are counted), default 100.
-    :param max_failed_ratio: deprecated name of ``max_failure_ratio``.
     :param min_rows: fail the run when the source reads fewer rows (default: none; a run that reads 0
         rows passes with a WARNING). A late upstream load then fails loudly, and an Airflow retry reads again.
     :param juspay_conn_id: the ``juspay`` connection, default ``juspay_default`` (templated).
@@ -334,7 +348,6 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         max_failures: int | None = None,
         max_failure_ratio: float | None = None,
         max_failures_listed: int = DEFAULT_MAX_FAILURES_LISTED,
-        max_failed_ratio: float | None = None,
         min_rows: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -353,11 +366,6 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if pacing not in PACINGS:
             raise ValueError(f"pacing must be one of {PACINGS}, got {pacing!r}")
-        if max_failed_ratio is not None:
-            warn_renamed("max_failed_ratio", "max_failure_ratio")
-            max_failure_ratio = max_failed_ratio
-        if max_failure_ratio is not None and not 0 <= max_failure_ratio <= 1:
-            raise ValueError(f"max_failure_ratio must be between 0 and 1, got {max_failure_ratio}")
         self.records = records
         self.sql = sql
         self.sql_conn_id = sql_conn_id
@@ -374,8 +382,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         self.fetch_size = fetch_size
         # Not self.dry_run: that name is BaseOperator's own dry_run() method.
         self.is_dry_run = dry_run
-        self.max_failures = max_failures
-        self.max_failure_ratio = max_failure_ratio
+        self.max_failures, self.max_failure_ratio = checked_limits(max_failures, max_failure_ratio)
         self.max_failures_listed = max_failures_listed
         if min_rows is not None and min_rows < 0:
             raise ValueError(f"min_rows must be >= 0, got {min_rows}")
@@ -408,7 +415,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         builder = ReportBuilder(
             total=self._known_total(),
             dry_run=self.is_dry_run,
-            max_failures=self.max_failures_listed,
+            max_failures_listed=self.max_failures_listed,
             log=self.log,
             retries=None if self.is_dry_run else self.hook.client.retries.counts,
         )
@@ -450,8 +457,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         problem = report.verdict(
             max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio, min_rows=self.min_rows
         )
+        context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
         if problem is not None:
-            context["ti"].xcom_push(key="report", value=report.to_dict())
             if outcome.stop is not None:
                 unsent = report.counts["not_attempted"]
                 raise self._failed(

@@ -12,13 +12,13 @@ from airflow.providers.common.compat.sdk import (
 from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_juspay.hooks.juspay import JuspayHook, fail_without_retry_on_config_error
-from airflow_provider_juspay.hooks.sql import db_api_hook
-from airflow_provider_juspay.operators._deprecations import warn_renamed
 
 # Users import OrderStatusSensor from here too (the first releases kept both sensors in this module).
 from airflow_provider_juspay.sensors.order_status import OrderStatusSensor
 from airflow_provider_juspay.sync.ledger import DEFAULT_TABLE, Ledger
-from airflow_provider_juspay.sync.report import RunReport
+from airflow_provider_juspay.sync.report import RunReport, checked_limits
+from airflow_provider_juspay.utils.sql import db_api_hook
+from airflow_provider_juspay.utils.xcom import DEPRECATED_FAILURES_KEY, REPORT_KEY
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -37,9 +37,10 @@ class FulfilmentFailureSensor(BaseSensorOperator):
 
     It judges with the rule every task keeps (``RunReport.verdict``): rows ``failed`` or
     ``not_attempted`` fail it whatever the limits; otherwise the failures (rejected, failed, invalid,
-    not attempted) must be within ``max_failures`` and ``max_failure_ratio``. On success and on failure
-    it pushes the report to XCom under ``failures`` (at most ``max_failures_listed`` failures listed),
-    for a notifier to send.
+    not attempted) must be within ``max_failures`` and ``max_failure_ratio`` (with neither given, none is
+    allowed, as on every task). On success and on failure it pushes the report to XCom under ``report``
+    (at most ``max_failures_listed`` failures listed), for a notifier to send; the key ``failures``
+    holds it too, deprecated (removed in 2.0).
 
     :param sync_task_id: the push task whose report is read (templated).
     :param ledger_conn_id: or a SQL connection holding the ledger (templated).
@@ -51,7 +52,6 @@ class FulfilmentFailureSensor(BaseSensorOperator):
     :param max_failures: failures allowed (a count). With neither limit, none is allowed.
     :param max_failure_ratio: share of failures allowed (0 to 1).
     :param max_failures_listed: failures listed in the message and the XCom value, default 20.
-    :param max_listed: deprecated name of ``max_failures_listed``.
     """
 
     template_fields: Sequence[str] = (
@@ -77,7 +77,6 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         until: str | None = None,
         juspay_conn_id: str = JuspayHook.default_conn_name,
         max_failures_listed: int = 20,
-        max_listed: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -87,12 +86,8 @@ class FulfilmentFailureSensor(BaseSensorOperator):
             )
         if ledger_conn_id is not None and run_id is None and since is None:
             raise ValueError("with ledger_conn_id, give run_id or a time window (since, until)")
-        if max_listed is not None:
-            warn_renamed("max_listed", "max_failures_listed")
-            max_failures_listed = max_listed
         self.sync_task_id = sync_task_id
-        self.max_failures = max_failures
-        self.max_failure_ratio = max_failure_ratio
+        self.max_failures, self.max_failure_ratio = checked_limits(max_failures, max_failure_ratio)
         self.ledger_conn_id = ledger_conn_id
         self.ledger_table = ledger_table
         self.run_id = run_id
@@ -111,10 +106,9 @@ class FulfilmentFailureSensor(BaseSensorOperator):
             self.log.info("The sync has not finished yet")
             return False
         report.failures = report.failures[: self.max_failures_listed]
-        context["ti"].xcom_push(key="failures", value=report.to_dict())
-        # With neither limit, the sensor allows no failure at all (not the bulk task's "did nothing").
-        limit = 0 if self.max_failures is None and self.max_failure_ratio is None else self.max_failures
-        problem = report.verdict(max_failures=limit, max_failure_ratio=self.max_failure_ratio)
+        context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
+        context["ti"].xcom_push(key=DEPRECATED_FAILURES_KEY, value=report.to_dict())
+        problem = report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
         if problem is None:
             self.log.info(
                 "%d of %d fulfilments not delivered: within the limits", report.failure_count, report.total
@@ -124,9 +118,7 @@ class FulfilmentFailureSensor(BaseSensorOperator):
 
     def _report_of_the_sync(self, context: Context) -> RunReport | None:
         ti = context["ti"]
-        pushed = ti.xcom_pull(task_ids=self.sync_task_id, key="return_value")
-        if pushed is None:
-            pushed = ti.xcom_pull(task_ids=self.sync_task_id, key="report")
+        pushed = ti.xcom_pull(task_ids=self.sync_task_id, key=REPORT_KEY)
         if pushed is None:
             return None
         reports = [pushed] if isinstance(pushed, Mapping) else [r for r in pushed if r]  # mapped syncs

@@ -13,11 +13,11 @@ from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.records import validate_rows
 from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
 
-__all__ = ["Push", "PushOutcome", "dry_run_send", "push"]
+__all__ = ["PushOutcome", "dry_run_send", "push"]
 
 
-class Push:
-    """One run of the pipeline; :meth:`results` yields one result per source row read.
+class _Pipeline:
+    """One run of the pipeline (what :func:`push` drives); :meth:`results` yields one result per row read.
 
     :param ledger: when given, delivered keys are skipped and every attempt is recorded.
     :param on_change: the ledger's rule for a delivered key whose payload changed (see ``Ledger.filter``).
@@ -93,10 +93,20 @@ def push(
     export: Callable[[FulfilmentResult], None] | None = None,
 ) -> PushOutcome:
     """The engine's one entry point: validate, filter, send and count every row; each row read ends in
-    exactly one outcome. The arguments are those of :class:`Push`; ``report`` folds the results and
-    ``export`` (e.g. ``FailureExport.add``) sees each of them as it comes.
+    exactly one outcome.
+
+    :param rows: mappings with record fields, read lazily.
+    :param report: folds the results (its progress lines, its failure list).
+    :param make_record: turns a row into a record, or raises ``RecordError`` (the row is ``invalid``).
+    :param send: delivers one record (``JuspayClient.fulfil`` bound to the run's control).
+    :param max_concurrency: workers sending at once (the adaptive ceiling when the control has a limiter).
+    :param ledger: when given, delivered keys are skipped and every attempt is recorded.
+    :param on_change: the ledger's rule for a delivered key whose payload changed (see ``Ledger.filter``).
+    :param control: the run's pace, breaker and stop, shared with ``send``; a cancel stops reading rows at
+        once (rows already read still get their outcome).
+    :param export: sees each result as it comes (e.g. ``FailureExport.add``, or a list's ``append``).
     """
-    run = Push(
+    run = _Pipeline(
         make_record=make_record,
         send=send,
         max_concurrency=max_concurrency,

@@ -19,6 +19,7 @@ __all__ = [
     "PROGRESS_EVERY_S",
     "ReportBuilder",
     "RunReport",
+    "checked_limits",
     "counts_as_failure",
     "failure_groups",
 ]
@@ -46,7 +47,7 @@ class PaceSource(Protocol):
 class ReportBuilder:
     """Folds results into the report of the public contract, logging progress as it goes.
 
-    Keeps counters and at most ``max_failures`` failure entries, so memory does not grow with the run.
+    Keeps counters and at most ``max_failures_listed`` failure entries, so memory does not grow with the run.
 
     :param total: records expected, when known (gives an ETA in progress lines).
     :param log: where progress lines go; None for silence.
@@ -57,7 +58,7 @@ class ReportBuilder:
         *,
         total: int | None = None,
         dry_run: bool = False,
-        max_failures: int = DEFAULT_MAX_FAILURES_LISTED,
+        max_failures_listed: int = DEFAULT_MAX_FAILURES_LISTED,
         log: ProgressLog | None = None,
         progress_every: float = PROGRESS_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
@@ -65,7 +66,7 @@ class ReportBuilder:
     ) -> None:
         self.expected = total
         self.dry_run = dry_run
-        self.max_failures = max_failures
+        self.max_failures_listed = max_failures_listed
         # Every outcome present from the start: the heartbeat thread reads while results come in.
         self.counts: Counter[Outcome] = Counter(dict.fromkeys(Outcome, 0))
         self.errors: Counter[str] = Counter()
@@ -90,7 +91,7 @@ class ReportBuilder:
         self.counts[result.outcome] += 1
         if counts_as_failure(result.outcome, dry_run=self.dry_run):
             self.errors[result.error_code or result.outcome.value.upper()] += 1
-            if len(self.failures) < self.max_failures:
+            if len(self.failures) < self.max_failures_listed:
                 self.failures.append(
                     {
                         "order_id": result.order_id,
@@ -317,8 +318,8 @@ class RunReport:
 
         In order: undelivered rows (:meth:`undone`), whatever the limits; fewer rows read than
         ``min_rows``; delivered fulfilments that changed (``on_change="fail"``); then the failures against
-        ``max_failures`` (a count) and ``max_failure_ratio`` (a share), each checked when given; with
-        neither, :meth:`nothing_done`.
+        ``max_failures`` (a count) and ``max_failure_ratio`` (a share), each checked when given. With
+        neither given, no failure is allowed, on every task (said as :meth:`nothing_done` when it fits).
         """
         if reason := self.undone():
             return reason
@@ -328,7 +329,12 @@ class RunReport:
             return f"{changed} delivered fulfilments changed since (on_change='fail')"
         failures, ratio = self.failure_count, self.failure_ratio
         if max_failures is None and max_failure_ratio is None:
-            return self.nothing_done()
+            if failures:  # the clearer sentence when the run did nothing at all
+                return self.nothing_done() or (
+                    f"{failures} of {self.total} records failed ({ratio:.1%}) and no limit was given, so "
+                    "none is allowed: pass max_failures or max_failure_ratio to allow some"
+                )
+            return None
         over = []
         if max_failures is not None and failures > max_failures:
             over.append(f"max_failures={max_failures}")
@@ -458,3 +464,14 @@ def _is_failure(name: str, dry_run: bool) -> bool:
     except ValueError:  # a ledger state that is no outcome ("abandoned" is counted as not_attempted)
         return False
     return counts_as_failure(outcome, dry_run=dry_run)
+
+
+def checked_limits(
+    max_failures: int | None, max_failure_ratio: float | None
+) -> tuple[int | None, float | None]:
+    """The failure limits of a task, checked when the DAG is parsed (see :meth:`RunReport.verdict`)."""
+    if max_failures is not None and max_failures < 0:
+        raise ValueError(f"max_failures must be >= 0, got {max_failures}")
+    if max_failure_ratio is not None and not 0 <= max_failure_ratio <= 1:
+        raise ValueError(f"max_failure_ratio must be between 0 and 1, got {max_failure_ratio}")
+    return max_failures, max_failure_ratio

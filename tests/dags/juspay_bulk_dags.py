@@ -12,14 +12,27 @@ SQL = "{{ dag_run.conf['sql'] }}"
 WAREHOUSE = "{{ dag_run.conf.get('sql_conn_id', 'warehouse') }}"
 
 with DAG("juspay_test_bulk", schedule=None, start_date=START, catchup=False):
-    BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, max_concurrency=8, fetch_size=50)
+    # Unknown orders and bad rows are part of the data: allowed here (with no limit, none would be).
+    BulkFulfilmentOperator(
+        task_id="push",
+        sql=SQL,
+        sql_conn_id=WAREHOUSE,
+        max_concurrency=8,
+        fetch_size=50,
+        max_failure_ratio=1.0,
+    )
 
 with DAG("juspay_test_bulk_strict", schedule=None, start_date=START, catchup=False):
     BulkFulfilmentOperator(task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, max_failure_ratio=0.01)
 
 with DAG("juspay_test_bulk_dry_run", schedule=None, start_date=START, catchup=False):
     BulkFulfilmentOperator(
-        task_id="push", sql=SQL, sql_conn_id=WAREHOUSE, dry_run=True, ledger_conn_id="warehouse"
+        task_id="push",
+        sql=SQL,
+        sql_conn_id=WAREHOUSE,
+        dry_run=True,
+        ledger_conn_id="warehouse",
+        max_failure_ratio=1.0,
     )
 
 for dag_id, limit in (("juspay_test_bulk_records", None), ("juspay_test_bulk_records_lenient", 1.0)):
@@ -39,6 +52,7 @@ with DAG("juspay_test_bulk_ledger", schedule=None, start_date=START, catchup=Fal
         sql_conn_id=WAREHOUSE,
         ledger_conn_id="{{ dag_run.conf.get('ledger_conn_id', 'warehouse') }}",
         max_concurrency=8,
+        max_failure_ratio=1.0,
     )
 
 with DAG("juspay_test_bulk_ledger_short_lease", schedule=None, start_date=START, catchup=False):
@@ -50,4 +64,5 @@ with DAG("juspay_test_bulk_ledger_short_lease", schedule=None, start_date=START,
         ledger_conn_id="warehouse",
         max_concurrency=8,
         ledger_lease=2,
+        max_failure_ratio=1.0,
     )

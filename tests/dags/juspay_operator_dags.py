@@ -27,5 +27,5 @@ with DAG(
         task_id="fulfil_lenient",
         records="{{ dag_run.conf.get('lenient_records', []) }}",
         defaults={"fulfillment_command": "INVOICE"},
-        fail_on_error=False,
+        max_failure_ratio=1.0,
     )

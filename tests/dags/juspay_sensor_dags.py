@@ -11,7 +11,9 @@ from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor, 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 with DAG("juspay_test_failure_check", schedule=None, start_date=START, catchup=False):
-    push = BulkFulfilmentOperator(task_id="push", sql="{{ dag_run.conf['sql'] }}", sql_conn_id="warehouse")
+    push = BulkFulfilmentOperator(
+        task_id="push", sql="{{ dag_run.conf['sql'] }}", sql_conn_id="warehouse", max_failure_ratio=1.0
+    )
     strict = FulfilmentFailureSensor(
         task_id="strict",
         sync_task_id="push",

@@ -131,7 +131,7 @@ def test_sharded_example_maps_one_task_per_shard_and_covers_every_row_once(airfl
     run_example("juspay_sharded_sync", sandbox, (DAY + timedelta(days=1)).isoformat())
     reports = [v for (task, key, *_), v in xcoms("juspay_sharded_sync").items() if key == "return_value"]
     assert len(reports) == 4, "one mapped task per shard"
-    summary = xcoms("juspay_sharded_sync")[("check_failures", "failures")]
+    summary = xcoms("juspay_sharded_sync")[("check_failures", "report")]
     assert summary["total"] == warehouse.total, "the failure check added up the four shards"
     assert summary["failure_count"] == warehouse.unknown + warehouse.bad
     assert sum(r["total"] for r in reports) == warehouse.total

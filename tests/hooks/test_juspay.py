@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from airflow_provider_juspay import get_provider_info
 from airflow_provider_juspay.config import BASE_URLS
 from airflow_provider_juspay.errors import ConfigError, RecordError
 from airflow_provider_juspay.fulfilment import Outcome
+from airflow_provider_juspay.get_provider_info import get_provider_info
 from airflow_provider_juspay.hooks.juspay import JuspayHook
 from tests.helpers import API_KEY, MERCHANT_ID, conn_json
 

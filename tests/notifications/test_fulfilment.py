@@ -39,7 +39,7 @@ def test_the_message_names_counts_top_errors_and_the_first_failed_orders():
 def test_shards_are_added_up_and_a_missing_report_is_said():
     shards = [pushed_report(Outcome.SENT), pushed_report(Outcome.FAILED)]
     message = FulfilmentReportNotifier(task_id="push").message(
-        {"ti": FakeTaskInstance({("push", "return_value"): shards})}
+        {"ti": FakeTaskInstance({("push", "report"): shards})}
     )
     assert "2 records: sent 1, failed 1" in message and "1 records failed" in message
     assert "no report was pushed" in FulfilmentReportNotifier().message({"ti": FakeTaskInstance()})

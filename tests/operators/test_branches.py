@@ -85,7 +85,7 @@ def report_with(*outcomes: str, dry_run: bool = False) -> dict:
 )
 def test_failure_sensor_judges_a_pushed_report(pushed, limits, passes):
     sensor = FulfilmentFailureSensor(task_id="check", sync_task_id="push", **limits)
-    ti = FakeTaskInstance({("push", "return_value"): pushed})
+    ti = FakeTaskInstance({("push", "report"): pushed})
     if passes:
         assert sensor.poke(context_with(ti)) is True
     else:

@@ -6,6 +6,7 @@ import sqlite3
 from contextlib import closing
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
 from tests.helpers import SELECT_ALL, run_dag
@@ -95,14 +96,25 @@ def test_revoked_key_fails_the_task_and_counts_the_rest(airflow_db, sandbox, jus
     assert sandbox.status_counts[401] <= 16
 
 
-def test_old_argument_names_still_work_and_warn():
-    from airflow.exceptions import AirflowProviderDeprecationWarning
-
+def test_names_deprecated_in_0_2_are_gone_in_1_0_and_say_so():
     from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
 
-    with pytest.warns(AirflowProviderDeprecationWarning, match="max_failure_ratio"):
-        bulk = BulkFulfilmentOperator(task_id="old_bulk", records=[], max_failed_ratio=0.3)
-    assert bulk.max_failure_ratio == 0.3
-    with pytest.warns(AirflowProviderDeprecationWarning, match="max_failures_listed"):
-        sensor = FulfilmentFailureSensor(task_id="old_check", sync_task_id="push", max_listed=7)
-    assert sensor.max_failures_listed == 7
+    with pytest.raises((TypeError, AirflowException), match="max_failed_ratio"):
+        BulkFulfilmentOperator(task_id="old_bulk", records=[], max_failed_ratio=0.3)
+    with pytest.raises((TypeError, AirflowException), match="max_listed"):
+        FulfilmentFailureSensor(task_id="old_check", sync_task_id="push", max_listed=7)
+
+
+def test_limits_are_checked_when_the_dag_is_parsed():
+    from airflow_provider_juspay.operators.fulfilment import FulfilmentSyncOperator
+    from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
+
+    for make in (
+        lambda **kw: BulkFulfilmentOperator(task_id="b", records=[], **kw),
+        lambda **kw: FulfilmentSyncOperator(task_id="s", records=[], **kw),
+        lambda **kw: FulfilmentFailureSensor(task_id="f", sync_task_id="b", **kw),
+    ):
+        with pytest.raises(ValueError, match="max_failure_ratio"):
+            make(max_failure_ratio=1.5)
+        with pytest.raises(ValueError, match="max_failures"):
+            make(max_failures=-1)

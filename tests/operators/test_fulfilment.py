@@ -44,12 +44,17 @@ def test_single_order_with_templated_fields_is_sent_and_returned(airflow_db, san
 def test_rejected_order_fails_the_task_and_names_it(airflow_db, sandbox, juspay_conn):
     run = run_dag("juspay_test_single", {"order_id": "UNPAID-1"})
     assert run.task_states["fulfil"] == "failed"
-    [result] = run.xcom[("fulfil", "results")]
-    assert (result["order_id"], result["outcome"], result["error_code"]) == (
+    report = run.xcom[("fulfil", "report")]
+    [failure] = report["failures"]
+    assert (failure["order_id"], failure["outcome"], failure["error_code"]) == (
         "UNPAID-1",
         "rejected",
         "RESOURCE_NOT_FOUND",
     )
+    assert report["counts"]["rejected"] == report["total"] == 1
+    # Deprecated (removed in 2.0), still pushed in 1.x: the results under "results".
+    [result] = run.xcom[("fulfil", "results")]
+    assert (result["order_id"], result["outcome"]) == ("UNPAID-1", "rejected")
 
 
 def test_records_from_xcom_one_bad_row_does_not_stop_the_others(airflow_db, sandbox, juspay_conn):
@@ -66,7 +71,7 @@ def test_records_from_xcom_one_bad_row_does_not_stop_the_others(airflow_db, sand
     assert sorted(r.order_id for r in sandbox.requests) == ["R-1", "R-3"]
 
 
-def test_fail_on_error_false_returns_every_outcome(airflow_db, sandbox, juspay_conn):
+def test_a_failure_limit_returns_every_outcome_green(airflow_db, sandbox, juspay_conn):
     records = [
         {"order_id": "L-1", "fulfillment_status": "SUCCESS"},
         {"order_id": "UNKNOWN-2", "fulfillment_status": "SUCCESS"},
@@ -93,3 +98,15 @@ def test_bad_api_key_stops_the_run_and_keeps_the_key_out_of_xcom(airflow_db, san
     assert outcomes == ["failed", "not_attempted", "not_attempted"]
     assert len(sandbox.requests) == 1, "no request after the 401"
     assert API_KEY not in repr(run.xcom)
+
+
+def test_fail_on_error_is_deprecated_and_maps_onto_the_limits():
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    with pytest.warns(AirflowProviderDeprecationWarning, match="fail_on_error is deprecated.*2.0"):
+        lenient = FulfilmentSyncOperator(task_id="a", order_id="O", fail_on_error=False, **GOOD)
+    assert (lenient.max_failures, lenient.max_failure_ratio) == (None, 1.0)
+    with pytest.warns(AirflowProviderDeprecationWarning):
+        strict = FulfilmentSyncOperator(task_id="b", order_id="O", fail_on_error=True, **GOOD)
+    plain = FulfilmentSyncOperator(task_id="c", order_id="O", **GOOD)
+    assert (strict.max_failures, strict.max_failure_ratio) == (plain.max_failures, plain.max_failure_ratio)

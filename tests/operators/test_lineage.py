@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_juspay.hooks.sql import db_api_hook
 from airflow_provider_juspay.operators._lineage import (
     JUSPAY_DATASET_NAME,
     file_inputs,
@@ -19,6 +18,7 @@ from airflow_provider_juspay.operators._lineage import (
     sql_inputs,
 )
 from airflow_provider_juspay.sync.report import RunReport
+from airflow_provider_juspay.utils.sql import db_api_hook
 from tests.helpers import REPO
 
 

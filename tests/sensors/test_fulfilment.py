@@ -28,7 +28,7 @@ def test_failure_check_passes_fails_and_soft_fails_on_a_real_report(
     assert run.task_states["strict"] == "failed"
     assert run.task_states["lenient"] == "success"
     assert run.task_states["soft"] == "skipped"
-    failures = run.xcom[("strict", "failures")]
+    failures = run.xcom[("strict", "report")]
     assert failures["failure_count"] == warehouse.unknown + warehouse.bad
     assert failures["errors"] == {"RESOURCE_NOT_FOUND": warehouse.unknown, "INVALID_RECORD": warehouse.bad}
     assert len(failures["failures"]) == 5, "capped at max_failures_listed"
@@ -40,7 +40,7 @@ def test_failure_check_reads_the_ledger_window(airflow_db, sandbox, juspay_conn,
     run_dag("juspay_test_bulk_ledger", {"sql": SELECT_ALL})
     run = run_dag("juspay_test_ledger_check", {"since": since})
     assert run.task_states["check"] == "success"
-    summary = run.xcom[("check", "failures")]
+    summary = run.xcom[("check", "report")]
     assert (
         summary["failure_count"] == warehouse.unknown
         and summary["total"] == warehouse.good + warehouse.unknown
@@ -116,7 +116,7 @@ def test_failure_check_fails_on_transient_failures_whatever_its_ratio(
     run = run_dag("juspay_test_failure_check", {"sql": SELECT_ALL})
     assert run.task_states["push"] == "failed"
     assert run.task_states["lenient"] == "failed", "max_failure_ratio=0.5 does not excuse undelivered rows"
-    summary = run.xcom[("lenient", "failures")]
+    summary = run.xcom[("lenient", "report")]
     assert summary["counts"]["failed"] == 3 and summary["failure_ratio"] < 0.5
 
 
@@ -135,5 +135,5 @@ def test_failure_check_counts_keys_left_in_flight_past_their_lease(
     time.sleep(0.05)
     run = run_dag("juspay_test_ledger_check", {"since": since})
     assert run.task_states["check"] != "success", "a key a dead process left is not delivered"
-    summary = run.xcom[("check", "failures")]
+    summary = run.xcom[("check", "report")]
     assert summary["errors"] == {"ABANDONED_IN_FLIGHT": 1} and summary["counts"]["not_attempted"] == 1

@@ -12,7 +12,7 @@ from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
 
 
 def test_report_counts_every_outcome_and_sums_to_total():
-    builder = ReportBuilder(max_failures=2)
+    builder = ReportBuilder(max_failures_listed=2)
     for i, outcome in enumerate([Outcome.SENT] * 5 + [Outcome.REJECTED] * 3 + [Outcome.INVALID]):
         builder.add(
             FulfilmentResult(order_id=str(i), outcome=outcome, error_code="X" if outcome.is_failure else None)

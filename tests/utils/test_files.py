@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_juspay.hooks.files import files_to_read
+from airflow_provider_juspay.utils.files import files_to_read
 
 
 @pytest.fixture

@@ -1,0 +1,21 @@
+"""Old names kept working for one major release, with Airflow's provider deprecation warning."""
+
+from __future__ import annotations
+
+import warnings
+
+from airflow.exceptions import AirflowProviderDeprecationWarning
+
+__all__ = ["REMOVED_IN", "warn_deprecated"]
+
+#: The release that removes what is deprecated now.
+REMOVED_IN = "2.0"
+
+
+def warn_deprecated(old: str, instead: str) -> None:
+    """Warn that ``old`` goes in :data:`REMOVED_IN` (stacklevel: the DAG line that passed it)."""
+    warnings.warn(
+        f"{old} is deprecated and will be removed in {REMOVED_IN}; use {instead}",
+        AirflowProviderDeprecationWarning,
+        stacklevel=4,
+    )
