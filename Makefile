@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Another Airflow for the version matrix, e.g. `make test VENV=.venv-af31 AIRFLOW='apache-airflow==3.1.*'`.
 AIRFLOW ?=
 
-.PHONY: install demo test system-test system-deps lint bench bench-scaleout dist clean
+.PHONY: install demo test docs system-test system-deps lint bench bench-scaleout dist clean
 
 install: $(VENV)/.installed
 
@@ -65,3 +65,13 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+
+# The documentation site (docs/): Sphinx with warnings as errors and every reference resolved.
+docs: $(VENV)/.installed-docs
+	rm -rf docs/_build/html
+	$(BIN)/python -m sphinx -b html -n -W --keep-going docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[docs]' $(AIRFLOW)
+	touch $@

@@ -67,7 +67,8 @@ class AttemptControl(Protocol):
     """What the workers of a bulk run share (``sync.control.RunControl``): pace, breaker and stop."""
 
     def before_attempt(self) -> None:
-        """Wait for the pace; raise :class:`RunStopped` when no request may leave any more."""
+        """Wait for the pace; raise :class:`~airflow_provider_juspay.errors.RunStopped` when no request
+        may leave any more."""
 
     def after_attempt(self, error: ApiError | None, hint: RateLimitHint | None = None) -> None:
         """Learn how an attempt ended (None: Juspay answered); a 429 slows the run, failures count;
@@ -241,7 +242,7 @@ class JuspayClient:
     def test_connection(self) -> tuple[bool, str]:
         """Check the credentials without side effects: look up an order id that cannot exist.
 
-        One attempt, at most :data:`TEST_DEADLINE` seconds: it backs the UI's Test button. Juspay's
+        One attempt, at most ``TEST_DEADLINE`` seconds: it backs the UI's Test button. Juspay's
         not-found answer proves the key works; a 404 without Juspay's body (a wrong base path) does not.
         """
         probe = f"airflow-provider-juspay-connection-test-{uuid.uuid4().hex}"

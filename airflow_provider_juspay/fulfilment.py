@@ -194,7 +194,7 @@ class FulfilmentRecord:
             Keys that name no field are ignored (the bulk operator logs them once).
         :param column_map: ``{"source_column": "field"}`` renames.
         :param defaults: values for fields the row lacks or holds as null.
-        :param extra_commands: commands enabled for this merchant beyond :data:`KNOWN_COMMANDS`.
+        :param extra_commands: commands enabled for this merchant beyond ``KNOWN_COMMANDS``.
         :param timezone: IANA zone that aware ``fulfillment_time`` values are converted to.
         :raises RecordError: naming the order id, field, value and rule broken.
         """

@@ -8,6 +8,7 @@ from airflow.sdk import dag, task
 from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
 
 
+# [START quickstart_dag]
 @dag(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -29,3 +30,4 @@ def juspay_bulk_from_xcom():
 
 
 juspay_bulk_from_xcom()
+# [END quickstart_dag]

@@ -25,6 +25,7 @@ from airflow_provider_juspay.sync.files import CsvOptions
     tags=["juspay", "example"],
 )
 def juspay_courier_csv_drop():
+    # [START howto_bulk_from_files]
     BulkFulfilmentOperator(
         task_id="push_courier_drop",
         path="{{ params.drop }}/{{ data_interval_start | ds }}/*.csv",
@@ -41,6 +42,7 @@ def juspay_courier_csv_drop():
         failures_path="{{ params.drop }}/{{ data_interval_start | ds }}/failures/juspay_failures.csv",
         max_failure_ratio=0.05,
     )
+    # [END howto_bulk_from_files]
 
 
 juspay_courier_csv_drop()

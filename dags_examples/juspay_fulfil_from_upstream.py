@@ -40,6 +40,7 @@ def juspay_fulfil_from_upstream():
         ]
 
     delivered = delivered_order()
+    # [START howto_single_order]
     tell_delivery = FulfilmentSyncOperator(
         task_id="tell_juspay_delivered",
         order_id="{{ ti.xcom_pull(task_ids='delivered_order')['order_id'] }}",
@@ -52,9 +53,12 @@ def juspay_fulfil_from_upstream():
             "awb": "{{ ti.xcom_pull(task_ids='delivered_order')['awb'] }}",
         },
     )
+    # [END howto_single_order]
     delivered >> tell_delivery
 
+    # [START howto_single_records]
     FulfilmentSyncOperator(task_id="tell_juspay_refunds", records=refunds_to_start())
+    # [END howto_single_records]
 
 
 juspay_fulfil_from_upstream()

@@ -20,6 +20,7 @@ from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
 from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
 
 
+# [START howto_schedule]
 @dag(
     # A real [start, end) interval per day (Airflow 3's plain "@daily" has start == end).
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
@@ -28,7 +29,9 @@ from airflow_provider_juspay.sensors.fulfilment import FulfilmentFailureSensor
     max_active_runs=1,
     tags=["juspay", "example"],
 )
+# [END howto_schedule]
 def juspay_nightly_sync():
+    # [START howto_bulk_from_sql]
     push = BulkFulfilmentOperator(
         task_id="push_fulfilments",
         sql="sql/fulfilments_of_the_interval.sql",
@@ -40,7 +43,9 @@ def juspay_nightly_sync():
         # A successful push emits an asset event carrying its counts: juspay_reconcile runs on it.
         outlets=[create_asset(merchant_id="demo_merchant")],  # your merchant id
     )
+    # [END howto_bulk_from_sql]
     # A visible, actionable result: passes when under 5% of the day failed, else lists the orders.
+    # [START howto_failure_sensor]
     check = FulfilmentFailureSensor(
         task_id="check_failures",
         sync_task_id="push_fulfilments",
@@ -52,6 +57,7 @@ def juspay_nightly_sync():
         # Without one, the message goes to the task log.
         on_failure_callback=FulfilmentReportNotifier(),
     )
+    # [END howto_failure_sensor]
     push >> check
 
 

@@ -38,6 +38,7 @@ def summarise(extras: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+# [START howto_asset_consumer]
 @dag(
     schedule=[JUSPAY_FULFILMENTS],
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
@@ -57,3 +58,4 @@ def juspay_reconcile():
 
 
 juspay_reconcile()
+# [END howto_asset_consumer]

@@ -35,6 +35,7 @@ ORDER BY f.id
     tags=["juspay", "example"],
 )
 def juspay_retry_failed():
+    # [START howto_retry_failed]
     retry = BulkFulfilmentOperator(
         task_id="retry_failed",
         sql=RETRY_SQL,
@@ -44,6 +45,7 @@ def juspay_retry_failed():
         # Orders still unpaid are refused again; that alone must not fail the push: the check below judges.
         max_failure_ratio=1.0,
     )
+    # [END howto_retry_failed]
     still_failing = FulfilmentFailureSensor(
         task_id="still_failing",
         sync_task_id="retry_failed",

@@ -33,11 +33,13 @@ ORDER BY id
     tags=["juspay", "example"],
 )
 def juspay_sharded_sync():
+    # [START howto_sharded]
     shards = BulkFulfilmentOperator.partial(
         task_id="push_shard",
         sql_conn_id="warehouse",
         max_concurrency=16,
         rate_limit=200,  # per shard
+        max_failure_ratio=1.0,  # each shard pushes all it can; the check below judges the whole day
     ).expand(sql=[QUERY.format(shards=SHARDS, shard=shard) for shard in range(SHARDS)])
     # One verdict for the whole day: the check adds up the shards' reports.
     shards >> FulfilmentFailureSensor(
@@ -47,6 +49,7 @@ def juspay_sharded_sync():
         trigger_rule="all_done",
         timeout=600,
     )
+    # [END howto_sharded]
 
 
 juspay_sharded_sync()

@@ -128,7 +128,7 @@ class RunControl:
             self._abort()
 
     def check(self) -> None:
-        """Raise :class:`RunStopped` once the run has stopped."""
+        """Raise :class:`~airflow_provider_juspay.errors.RunStopped` once the run has stopped."""
         if self._stopped.is_set():
             reason = self.stop_reason
             assert reason is not None

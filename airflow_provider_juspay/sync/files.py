@@ -1,9 +1,10 @@
 """Rows from files: CSV, JSON Lines and Parquet (gzip too), streamed, each row knowing its file and line.
 
 Airflow-free: it reads open binary streams; finding and opening the files (``ObjectStoragePath``, any
-fsspec scheme) is the operator's job. A row that cannot be read is a :class:`BrokenRow` (it ends
-``invalid``); a file that cannot be read any further raises :class:`SourceFileError`, naming the file
-and the line, and :func:`read_files` goes on with the next file.
+fsspec scheme) is the operator's job. A row that cannot be read is a
+:class:`~airflow_provider_juspay.sync.records.BrokenRow` (it ends ``invalid``); a file that cannot be
+read any further raises :class:`~airflow_provider_juspay.errors.SourceFileError`, naming the file and
+the line, and :func:`read_files` goes on with the next file.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ process died (Juspay's ALREADY_EXISTS answer turns that into ``already_fulfilled
 The API key is never written.
 
 Runs may overlap (a retry DAG during the nightly sync, a backfill, shards whose queries overlap).
-A run claims a key before sending it (:mod:`.claims`); a claim carries a lease (:mod:`.lease`) that
-a heartbeat renews while the run lives, on the database's clock; each claimed key then gets its
-outcome (:mod:`.outcomes`); sensors and reports read what runs wrote (:mod:`.reader`). The table and
-its statements are in :mod:`.schema`, what differs between drivers in :mod:`.dialect`.
+A run claims a key before sending it (``claims``); a claim carries a lease (``lease``) that a heartbeat
+renews while the run lives, on the database's clock; each claimed key then gets its outcome
+(``outcomes``); sensors and reports read what runs wrote (``reader``). The table and its statements are
+in ``schema``, what differs between drivers in ``dialect``, the named types in ``rows``.
 """
 
 from __future__ import annotations
@@ -180,7 +180,8 @@ class Ledger:
     # -- after sending -----------------------------------------------------------------------------
 
     def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
-        """Pass results on, writing the outcome of every key this run claimed (see :class:`OutcomeWriter`)."""
+        """Pass results on, writing the outcome of every key this run claimed (see
+        :class:`~airflow_provider_juspay.sync.ledger.outcomes.OutcomeWriter`)."""
         return self._outcomes.record(results)
 
     def flush(self) -> None:
@@ -196,7 +197,8 @@ class Ledger:
     def summary(
         self, *, run_id: str | None = None, since: str | None = None, until: str | None = None
     ) -> RunReport:
-        """A report of the keys a run, or a time window, last wrote (see :meth:`LedgerReader.summary`)."""
+        """A report of the keys a run, or a time window, last wrote (see
+        :meth:`~airflow_provider_juspay.sync.ledger.reader.LedgerReader.summary`)."""
         return self._reader.summary(run_id=run_id, since=since, until=until)
 
     def states(self) -> dict[Key, str]:

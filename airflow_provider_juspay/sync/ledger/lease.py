@@ -67,7 +67,8 @@ class LeaseClock:
 
 class Lease:
     """One run's lease on the keys it claimed: renewed by a heartbeat thread on its own connection when
-    there is one, else as outcomes are written; :class:`LeaseLost` once it could not be for half a lease."""
+    there is one, else as outcomes are written; raises
+    :class:`~airflow_provider_juspay.errors.LeaseLost` once it could not be renewed for half a lease."""
 
     def __init__(
         self,
@@ -95,7 +96,7 @@ class Lease:
             self._heartbeat.start()
 
     def check(self) -> None:
-        """Raise :class:`LeaseLost` when the heartbeat gave up."""
+        """Raise :class:`~airflow_provider_juspay.errors.LeaseLost` when the heartbeat gave up."""
         if self._heartbeat is not None and self._heartbeat.lost is not None:
             raise LeaseLost(self._heartbeat.lost)
 
