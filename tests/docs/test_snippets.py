@@ -1,0 +1,171 @@
+"""Every code snippet of the README and the documentation site is checked as a reader would use it.
+
+Python blocks run top to bottom against the sandbox (a page's blocks in one namespace, pages in the
+site's order, as a reader pastes them); shell blocks are only commands this test checks (a connection
+in the environment, the sandbox's command line, ``pip install`` of our extras, ``make`` targets); other
+fences are program output (``text``) or Sphinx directives, whose includes ``make docs`` checks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import types
+import urllib.request
+
+import pytest
+
+from tests.helpers import REPO, conn_json
+
+DOCS = REPO / "docs"
+FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
+CHECKED_LANGUAGES = {"python", "bash", "text"}
+
+
+def pages() -> list:
+    """README, then the site's pages in the order of index.md's tables of contents."""
+    index = (DOCS / "index.md").read_text()
+    order = ["index"]
+    for toctree in re.findall(r"```\{toctree\}\n(.*?)```", index, re.DOTALL):
+        order += [line.strip() for line in toctree.splitlines() if line.strip() and not line.startswith(":")]
+    return [REPO / "README.md"] + [DOCS / f"{name}.md" for name in order]
+
+
+def blocks(language: str) -> list[tuple[str, str]]:
+    return [
+        (f"{page.relative_to(REPO)} {language} block {n}", code)
+        for page in pages()
+        for n, (lang, code) in enumerate(FENCE.findall(page.read_text()), start=1)
+        if lang == language
+    ]
+
+
+def test_every_page_is_in_the_site_and_every_fence_is_a_checked_kind():
+    on_disk = {p.relative_to(DOCS).with_suffix("").as_posix() for p in DOCS.rglob("*.md")}
+    listed = {p.relative_to(DOCS).with_suffix("").as_posix() for p in pages()[1:]}
+    assert on_disk - listed == set(), "a page no table of contents lists"
+    for page in pages():
+        for lang, _ in FENCE.findall(page.read_text()):
+            assert lang in CHECKED_LANGUAGES or lang.startswith("{"), (
+                f"{page}: a ```{lang} block no test checks"
+            )
+    assert len(blocks("python")) >= 8
+
+
+def test_every_python_snippet_runs(sandbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_JUSPAY_DEFAULT", conn_json(sandbox.base_url))
+    try:
+        import airflow.providers.slack.notifications.slack  # noqa: F401
+    except ImportError:  # the notifier page's Slack example: that provider is the user's, not ours
+        slack = types.ModuleType("airflow.providers.slack.notifications.slack")
+        slack.SlackNotifier = lambda **kwargs: lambda text: None  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "airflow.providers.slack.notifications.slack", slack)
+    # What a reader's DAG file provides around the snippets.
+    namespace: dict = {"refunds_to_start": lambda: [], "returned_parcels": lambda: []}
+    for where, code in blocks("python"):
+        try:
+            exec(compile(code, where, "exec"), namespace)
+        except Exception as exc:
+            pytest.fail(f"{where} does not run: {type(exc).__name__}: {exc}\n{code}")
+    assert namespace["result"].outcome.value == "sent", "the hook snippet reached the sandbox"
+    assert namespace["JUSPAY_FULFILMENTS"].uri.startswith("juspay://")
+    assert "juspay_reconcile" in namespace
+
+
+def commands() -> list[tuple[str, str]]:
+    """Each command of the shell blocks, continuation lines joined, comments dropped."""
+    found = []
+    for where, code in blocks("bash"):
+        text = re.sub(r"\\\n\s*", " ", code)
+        # A quoted value may span lines (the JSON connection): join lines until quotes balance.
+        pending = ""
+        for line in text.splitlines():
+            pending = f"{pending}\n{line}" if pending else line
+            if pending.count("'") % 2:
+                continue
+            command = pending.strip()
+            pending = ""
+            if command and not command.startswith("#"):
+                found.append((where, command))
+    return found
+
+
+def test_every_shell_command_is_one_this_test_checks(sandbox):
+    from importlib.metadata import metadata
+
+    from airflow.models.connection import Connection
+
+    from airflow_provider_juspay.hooks.juspay import client_config_from_connection
+
+    extras = set(metadata("airflow-provider-juspay").get_all("Provides-Extra") or [])
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text(), re.MULTILINE))
+    checked = 0
+    for where, command in commands():
+        words = shlex.split(command, comments=True)
+        if not words:
+            continue
+        if words[:2] == ["pip", "install"]:
+            for spec in words[2:]:
+                name, _, extra = spec.partition("[")
+                assert name == "airflow-provider-juspay", f"{where}: installs {spec}"
+                assert not extra or extra.rstrip("]") in extras, f"{where}: no extra {extra}"
+        elif words[0] == "make":
+            assert set(words[1:]) <= targets, f"{where}: {command}"
+        elif words[0] == "export" and words[1].startswith("AIRFLOW_CONN_JUSPAY_DEFAULT="):
+            value = words[1].split("=", 1)[1].replace("<api key>", "sk_live_example")
+            conn = (
+                Connection.from_json(value, conn_id="juspay_default")
+                if value.startswith("{")
+                else (Connection(conn_id="juspay_default", uri=value))
+            )
+            assert conn.conn_type == "juspay", f"{where}: {command}"
+            config = client_config_from_connection(conn)  # what the hook builds from it
+            assert config.merchant_id == "m1" and config.api_key in {"sk_live_example", "sk_test_demo"}
+            if "8765" in value:
+                assert config.base_url == "http://127.0.0.1:8765", f"{where}: {config.base_url}"
+            else:
+                assert config.base_url == "https://api.juspay.in" and config.timezone == "Asia/Kolkata"
+        elif words[:3] == ["python", "-m", "airflow_provider_juspay.testing.sandbox"]:
+            _sandbox_command_answers(words[3:])
+        else:
+            pytest.fail(f"{where}: a command no test checks: {command}")
+        checked += 1
+    assert checked >= 8
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _sandbox_command_answers(args: list[str]) -> None:
+    """The documented sandbox command starts a sandbox that answers (on a free port)."""
+    port = free_port()
+    args = [
+        str(port) if previous == "--port" else arg for previous, arg in zip(["", *args], args, strict=False)
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_juspay.testing.sandbox", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/__sandbox/state", timeout=2) as answer:
+                    assert "requests" in json.load(answer)
+                    return
+            except OSError as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the sandbox did not answer: {process.stderr.read()}") from exc
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(10)
