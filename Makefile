@@ -26,7 +26,7 @@ test: install
 
 # A real Airflow (CeleryExecutor: PostgreSQL, Redis, two workers) on loopback, driven over REST and in
 # headless Chromium; needs Debian's postgresql, redis-server and chromium (.ci/run installs them).
-system-test: system-deps $(VENV)/.installed-system
+system-test: system-deps $(VENV)/.installed-system docs
 	$(BIN)/python -m tests.system.run $(SYSTEM_ARGS)
 
 # What the deployment needs from the distribution: one line naming what is missing, not a traceback.

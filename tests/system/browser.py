@@ -65,3 +65,44 @@ def check_ui(api: str, screenshots: Path, *, nightly_run: str) -> None:
             say("the nightly run's grid and its push task's log (with the report table) rendered")
         finally:
             browser.close()
+
+
+def check_docs(site: Path, screenshots: Path) -> None:
+    """The built documentation site, served on loopback: the landing page's five-minute DAG and a how-to
+    page's example DAG are drawn, every image loads, and both pages are saved as screenshots."""
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # the system test's own lines say what matters
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                for path, shows, name in (
+                    ("index.html", "airflow dags test juspay_bulk_from_xcom", "docs-landing.png"),
+                    ("howto/bulk.html", "BulkFulfilmentOperator", "docs-howto-bulk.png"),
+                    ("ledger.html", "Runs may overlap", "docs-ledger.png"),
+                ):
+                    page.goto(f"{base}/{path}", wait_until="networkidle")
+                    page.get_by_text(shows, exact=False).first.wait_for()
+                    broken = page.evaluate(
+                        "[...document.images].filter(i => !i.complete || !i.naturalWidth).map(i => i.src)"
+                    )
+                    assert broken == [], f"{path}: images that do not load: {broken}"
+                    page.screenshot(path=str(screenshots / name), full_page=True)
+                say("the documentation site: landing page, a how-to and the ledger drawn, images loaded")
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()

@@ -307,9 +307,10 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     print(report(measure(rest, warehouse_uri, rows=400, shards=(1, 2)), rows=400), flush=True)
 
     # -- the browser ---------------------------------------------------------------------------------
-    from tests.system.browser import check_ui
+    from tests.system.browser import check_docs, check_ui
 
     check_ui(deployment.api, screenshots, nightly_run=run_id)
+    check_docs(REPO / "docs" / "_build" / "html", screenshots)  # `make system-test` builds it first
     say(f"screenshots in {screenshots}")
 
 
