@@ -146,3 +146,13 @@ def airflow_db():
         timeout=300,
     )
     return _AIRFLOW_HOME
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Where PostgreSQL must be there (.ci/run sets JUSPAY_REQUIRE_POSTGRES), its tests fail, not skip."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("JUSPAY_REQUIRE_POSTGRES") and "PostgreSQL" in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"JUSPAY_REQUIRE_POSTGRES is set, and this test would have skipped: {report.longrepr}"
