@@ -155,4 +155,4 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.skipped and os.environ.get("JUSPAY_REQUIRE_POSTGRES") and "PostgreSQL" in str(report.longrepr):
         report.outcome = "failed"
-        report.longrepr = f"JUSPAY_REQUIRE_POSTGRES is set, and this test would have skipped: {report.longrepr}"
+        report.longrepr = f"JUSPAY_REQUIRE_POSTGRES is set, and this would have skipped: {report.longrepr}"
