@@ -65,10 +65,10 @@ class FulfilmentReportNotifier(BaseNotifier):
         report = self._report(ti, task_id)
         if report is None:
             return f"{where}: no report was pushed (the task failed before it had one); see its log."
-        verdict = report.undone() or (
+        headline = report.undone() or (
             "failures: " + str(report.failure_count) if report.failure_count else "ok"
         )
-        return f"{where}: {verdict}\n{report.summary(failures_shown=self.max_failures_listed)}"
+        return f"{where}: {headline}\n{report.summary(failures_shown=self.max_failures_listed)}"
 
     def _report(self, ti: Any, task_id: str) -> RunReport | None:
         pushed = ti.xcom_pull(task_ids=task_id, key=REPORT_KEY)

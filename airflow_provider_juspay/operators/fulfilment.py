@@ -22,8 +22,7 @@ from airflow_provider_juspay.sync.control import RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import dry_run_send, push
 from airflow_provider_juspay.sync.export import FailureExport, export_format
-from airflow_provider_juspay.sync.files import CsvOptions, read_files
-from airflow_provider_juspay.sync.files import file_format as format_of
+from airflow_provider_juspay.sync.files import CsvOptions, file_format_of, read_files
 from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.report import (
     DEFAULT_MAX_FAILURES_LISTED,
@@ -357,7 +356,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 "give exactly one source: records (a list of mappings), sql with sql_conn_id, or path (files)"
             )
         if file_format is not None:
-            format_of("", file_format)  # a typo fails when the DAG is parsed, not at 3 a.m.
+            file_format_of("", file_format)  # a typo fails when the DAG is parsed, not at 3 a.m.
         if failures_path is not None and "{{" not in failures_path:
             export_format(failures_path)
         if sql is not None and not sql_conn_id:
@@ -520,7 +519,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     def _file_rows(self, files: list[Any], builder: ReportBuilder) -> Iterator[Any]:
         return read_files(
             files,
-            file_format_given=self.file_format,
+            file_format=self.file_format,
             csv_options=self.csv_options,
             on_error=builder.unreadable,
         )

@@ -131,7 +131,7 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         connection = db_api_hook(str(self.ledger_conn_id)).get_conn()
         try:
             ledger = Ledger(connection, merchant_id=merchant_id, table=self.ledger_table)
-            report = ledger.summary(run_id=self.run_id, since=self.since, until=self.until)
+            report = ledger.run_report(run_id=self.run_id, since=self.since, until=self.until)
         finally:
             connection.close()
         if report.in_flight:

@@ -89,7 +89,7 @@ class CircuitBreaker:
         self._throttled_since: float | None = None
         self.trip: Trip | None = None
 
-    def record(self, error: ApiError | None) -> Trip | None:
+    def observe(self, error: ApiError | None) -> Trip | None:
         """Learn how one attempt ended; returns the trip the first time the breaker opens."""
         if isinstance(error, Cancelled):  # the run is stopping: says nothing of Juspay
             return None

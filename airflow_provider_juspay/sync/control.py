@@ -168,7 +168,7 @@ class RunControl:
             elif pause > SHORT_RETRY_AFTER_S:
                 self.pacer.hold(min(pause, self._max_pause))
         if self.breaker is not None:
-            trip = self.breaker.record(error)
+            trip = self.breaker.observe(error)
             if trip is not None:
                 self.stop(trip.error_code, trip.message, error)
 

@@ -13,7 +13,7 @@ from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.records import validate_rows
 from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
 
-__all__ = ["PushOutcome", "dry_run_send", "push"]
+__all__ = ["Pushed", "dry_run_send", "push"]
 
 
 class _Pipeline:
@@ -56,10 +56,10 @@ class _Pipeline:
             return self.control.stopped
 
         claimed = self.ledger.filter(items, on_change=self.on_change, stopped=stopped)
-        yield from self.ledger.record(self.dispatcher.run(claimed))
+        yield from self.ledger.write_outcomes(self.dispatcher.run(claimed))
         # Keys other runs held: decided once this run's own outcomes are written (see Ledger.settle_held).
         settled = self.ledger.settle_held(on_change=self.on_change, stopped=stopped)
-        yield from self.ledger.record(self.dispatcher.run(settled))
+        yield from self.ledger.write_outcomes(self.dispatcher.run(settled))
 
     def _until_cancelled(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
         source = iter(rows)
@@ -73,7 +73,7 @@ class _Pipeline:
 
 
 @dataclass(frozen=True)
-class PushOutcome:
+class Pushed:
     """The report, and why the run stopped early, if it did."""
 
     report: RunReport
@@ -91,7 +91,7 @@ def push(
     on_change: str = "send",
     control: RunControl | None = None,
     export: Callable[[FulfilmentResult], None] | None = None,
-) -> PushOutcome:
+) -> Pushed:
     """The engine's one entry point: validate, filter, send and count every row; each row read ends in
     exactly one outcome.
 
@@ -121,7 +121,7 @@ def push(
             report.add(result)
             if export is not None:
                 export(result)
-    return PushOutcome(report.finish(stop=run.stop_reason), run.stop_reason)
+    return Pushed(report.finish(stop=run.stop_reason), run.stop_reason)
 
 
 def dry_run_send(record: FulfilmentRecord) -> FulfilmentResult:

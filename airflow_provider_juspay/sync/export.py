@@ -32,26 +32,26 @@ EXPORT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 def export_format(name: str) -> str:
     """``jsonl`` or ``csv``, from the name's suffix."""
     lowered = name.lower()
-    for suffix, fmt in EXPORT_FORMATS.items():
+    for suffix, known in EXPORT_FORMATS.items():
         if lowered.endswith(suffix):
-            return fmt
+            return known
     raise ValueError(f"failures_path must end .jsonl or .csv (the format), got {name!r}")
 
 
 class FailureExport:
     """Writes the failures among the results it is given to ``stream`` (text), as they come.
 
-    :param fmt: ``jsonl`` or ``csv`` (with a header line).
+    :param file_format: ``jsonl`` or ``csv`` (with a header line).
     :param dry_run: in a dry run the rows that would be sent are not failures, and are not written.
     """
 
-    def __init__(self, stream: IO[str], fmt: str, *, dry_run: bool = False) -> None:
-        if fmt not in ("jsonl", "csv"):
-            raise ValueError(f"export format must be jsonl or csv, got {fmt!r}")
+    def __init__(self, stream: IO[str], file_format: str, *, dry_run: bool = False) -> None:
+        if file_format not in ("jsonl", "csv"):
+            raise ValueError(f"export format must be jsonl or csv, got {file_format!r}")
         self.rows = 0
         self._stream = stream
         self._dry_run = dry_run
-        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        self._csv = csv.writer(stream, lineterminator="\n") if file_format == "csv" else None
         if self._csv is not None:
             self._csv.writerow(EXPORT_COLUMNS)
 

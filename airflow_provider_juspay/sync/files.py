@@ -27,7 +27,7 @@ __all__ = [
     "FORMATS",
     "CsvOptions",
     "SourceFileError",
-    "file_format",
+    "file_format_of",
     "read_file",
     "read_files",
 ]
@@ -84,36 +84,37 @@ class CsvOptions:
         codecs.lookup(self.encoding)  # LookupError names an unknown encoding at parse time
 
 
-def file_format(name: str, given: str | None = None) -> str:
-    """The format of a file: ``given``, or from its suffix (``.csv``, ``.jsonl``, ``.parquet``, ``.gz``)."""
-    if given is not None:
-        if given not in FORMATS:
-            raise ValueError(f"file_format must be one of {', '.join(FORMATS)}, got {given!r}")
-        return given
+def file_format_of(name: str, file_format: str | None = None) -> str:
+    """The format of a file: ``file_format`` when given, else from its suffix (``.csv``, ``.jsonl``,
+    ``.parquet``, any of them ``.gz``)."""
+    if file_format is not None:
+        if file_format not in FORMATS:
+            raise ValueError(f"file_format must be one of {', '.join(FORMATS)}, got {file_format!r}")
+        return file_format
     lowered = name.lower().removesuffix(".gz")
-    for suffix, fmt in _SUFFIXES.items():
+    for suffix, known in _SUFFIXES.items():
         if lowered.endswith(suffix):
-            return fmt
+            return known
     raise SourceFileError(
         f"{name}: cannot tell the format from the name; give file_format= ({', '.join(FORMATS)})"
     )
 
 
 def read_file(
-    stream: IO[bytes], name: str, fmt: str, *, csv_options: CsvOptions | None = None
+    stream: IO[bytes], name: str, file_format: str, *, csv_options: CsvOptions | None = None
 ) -> Iterator[SourceRow | BrokenRow]:
     """The rows of one open file, streamed; gzip is unpacked when the name ends ``.gz``."""
     if name.lower().endswith(".gz"):
         stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
     try:
-        if fmt == "csv":
+        if file_format == "csv":
             yield from _csv_rows(stream, name, csv_options or CsvOptions())
-        elif fmt == "jsonl":
+        elif file_format == "jsonl":
             yield from _jsonl_rows(stream, name)
-        elif fmt == "parquet":
+        elif file_format == "parquet":
             yield from _parquet_rows(stream, name)
         else:
-            raise SourceFileError(f"{name}: unknown file format {fmt!r}")
+            raise SourceFileError(f"{name}: unknown file format {file_format!r}")
     except SourceFileError:
         raise
     except (OSError, EOFError, zlib.error, ValueError) as exc:  # truncated gzip, a dropped connection
@@ -123,7 +124,7 @@ def read_file(
 def read_files(
     files: Iterable[tuple[str, Callable[[], AbstractContextManager[IO[bytes]]]]],
     *,
-    file_format_given: str | None = None,
+    file_format: str | None = None,
     csv_options: CsvOptions | None = None,
     on_error: Callable[[str], None],
 ) -> Iterator[SourceRow | BrokenRow]:
@@ -134,9 +135,9 @@ def read_files(
     """
     for name, opener in files:
         try:
-            fmt = file_format(name, file_format_given)
+            this_format = file_format_of(name, file_format)
             with opener() as stream:
-                yield from read_file(stream, name, fmt, csv_options=csv_options)
+                yield from read_file(stream, name, this_format, csv_options=csv_options)
         except SourceFileError as exc:
             on_error(str(exc))
         except Exception as exc:  # permissions, a vanished object: the file is named, the run goes on

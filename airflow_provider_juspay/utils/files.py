@@ -63,7 +63,7 @@ def failure_export(url: str, *, dry_run: bool, log: Any) -> Iterator[FailureExpo
     Opened before anything is sent: a target that cannot be written fails the task with nothing lost.
     A local folder is created; object stores need none.
     """
-    fmt = export_format(url)
+    file_format = export_format(url)
     target = storage_path(url)
     try:
         if target.protocol in ("file", "local", ""):
@@ -72,7 +72,7 @@ def failure_export(url: str, *, dry_run: bool, log: Any) -> Iterator[FailureExpo
     except Exception as exc:
         raise AirflowException(f"failures_path {url!r} cannot be written: {exc}") from exc
     with opened as stream:
-        export = FailureExport(stream, fmt, dry_run=dry_run)
+        export = FailureExport(stream, file_format, dry_run=dry_run)
         try:
             yield export
         finally:

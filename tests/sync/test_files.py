@@ -17,7 +17,7 @@ from airflow_provider_juspay.sync.files import (
     MAX_LINE_BYTES,
     CsvOptions,
     SourceFileError,
-    file_format,
+    file_format_of,
     read_file,
     read_files,
 )
@@ -26,7 +26,7 @@ from airflow_provider_juspay.sync.records import BrokenRow, SourceRow, validate_
 
 def rows_of(data: bytes, name: str, fmt: str | None = None, **options) -> list:
     return list(
-        read_file(io.BytesIO(data), name, fmt or file_format(name), csv_options=CsvOptions(**options))
+        read_file(io.BytesIO(data), name, fmt or file_format_of(name), csv_options=CsvOptions(**options))
     )
 
 
@@ -42,14 +42,14 @@ def rows_of(data: bytes, name: str, fmt: str | None = None, **options) -> list:
     ],
 )
 def test_the_format_comes_from_the_suffix(name, fmt):
-    assert file_format(name) == fmt
+    assert file_format_of(name) == fmt
 
 
 def test_an_unknown_suffix_asks_for_file_format_and_a_wrong_format_is_refused():
     with pytest.raises(SourceFileError, match=r"orders\.json: cannot tell the format.*file_format="):
-        file_format("orders.json")
+        file_format_of("orders.json")
     with pytest.raises(ValueError, match="file_format must be one of csv, jsonl, parquet"):
-        file_format("a.csv", "xlsx")
+        file_format_of("a.csv", "xlsx")
 
 
 def test_csv_rows_know_their_line_and_empty_cells_are_missing():

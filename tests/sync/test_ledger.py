@@ -152,7 +152,7 @@ def test_keys_a_live_run_delivers_meanwhile_end_skipped(db, client, sandbox, con
 
     def deliver_later():
         time.sleep(0.3)
-        list(holder.record(client.fulfil(record) for record in claimed))
+        list(holder.write_outcomes(client.fulfil(record) for record in claimed))
 
     thread = threading.Thread(target=deliver_later)
     thread.start()
@@ -222,7 +222,7 @@ def test_ledger_rows_carry_the_airflow_run_and_never_the_key(db, client):
 def test_summary_counts_failures_for_a_run(db, client, sandbox):
     sandbox.orders.update({"L-1": "NEW"})
     run(client, make_ledger(db), rows(4))
-    summary = make_ledger(db).summary(run_id="run-1")
+    summary = make_ledger(db).run_report(run_id="run-1")
     assert summary.total == 4 and summary.failure_count == 1
     assert summary.errors == {"RESOURCE_NOT_FOUND": 1}
     assert summary.failures[0]["order_id"] == "L-1"

@@ -179,10 +179,10 @@ class Ledger:
 
     # -- after sending -----------------------------------------------------------------------------
 
-    def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
+    def write_outcomes(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
         """Pass results on, writing the outcome of every key this run claimed (see
         :class:`~airflow_provider_juspay.sync.ledger.outcomes.OutcomeWriter`)."""
-        return self._outcomes.record(results)
+        return self._outcomes.write(results)
 
     def flush(self) -> None:
         """Write the buffered outcomes now."""
@@ -194,12 +194,12 @@ class Ledger:
 
     # -- reading, for sensors and people ------------------------------------------------------------
 
-    def summary(
+    def run_report(
         self, *, run_id: str | None = None, since: str | None = None, until: str | None = None
     ) -> RunReport:
         """A report of the keys a run, or a time window, last wrote (see
-        :meth:`~airflow_provider_juspay.sync.ledger.reader.LedgerReader.summary`)."""
-        return self._reader.summary(run_id=run_id, since=since, until=until)
+        :meth:`~airflow_provider_juspay.sync.ledger.reader.LedgerReader.run_report`)."""
+        return self._reader.run_report(run_id=run_id, since=since, until=until)
 
     def states(self) -> dict[Key, str]:
         """Every key of this merchant and its state (for tests and small tables)."""
@@ -217,7 +217,7 @@ class LedgerPreview:
     ) -> Iterator[Item]:
         return self.ledger.preview(items, on_change=on_change)
 
-    def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
+    def write_outcomes(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
         return iter(results)
 
     def settle_held(

@@ -45,7 +45,7 @@ class OutcomeWriter:
         self._pending: list[FulfilmentResult] = []
         self._last_flush = monotonic()
 
-    def record(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
+    def write(self, results: Iterable[FulfilmentResult]) -> Iterator[FulfilmentResult]:
         """Pass results on, writing the outcome of every key this run claimed, in batches.
 
         When something upstream fails (the database, the warehouse, a timeout), what is known is

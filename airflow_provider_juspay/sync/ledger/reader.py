@@ -9,7 +9,7 @@ from airflow_provider_juspay.sync.ledger.lease import LeaseClock
 from airflow_provider_juspay.sync.ledger.rows import IN_FLIGHT, UNDELIVERED, Key, timestamp
 from airflow_provider_juspay.sync.report import RunReport
 
-#: Failures a ledger summary lists (the counts cover them all).
+#: Failures a run report read from the ledger lists (the counts cover them all).
 SUMMARY_FAILURES_LISTED = 100
 
 
@@ -22,7 +22,7 @@ class LedgerReader:
         self._merchant_id = merchant_id
         self._clock = clock
 
-    def summary(
+    def run_report(
         self, *, run_id: str | None = None, since: str | None = None, until: str | None = None
     ) -> RunReport:
         """A report of the keys a run, or a time window, last wrote: counts, errors, the first 100 failures.
