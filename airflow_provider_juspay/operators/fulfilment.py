@@ -155,7 +155,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
                 if ledger is not None:
                     ledger.ensure_table()
                 control = self.run_control()
-                outcome = push(
+                pushed = push(
                     rows,
                     report=ReportBuilder(total=len(rows), max_failures_listed=self.max_failures_listed),
                     make_record=self.make_record,
@@ -176,16 +176,16 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
                 f" ({result.error_code}: {result.message})" if result.error_code else "",
             )
         payload = [r.to_dict() for r in results]
-        report = self._report = outcome.report
+        report = self._report = pushed.report
         # The same report as the bulk operator's, under the same key, for notifiers and lineage.
         context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
         problem = report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
         if problem is not None:
             context["ti"].xcom_push(key=DEPRECATED_RESULTS_KEY, value=payload)
-            if outcome.stop is not None:
+            if pushed.stop is not None:
                 unsent = report.counts["not_attempted"]
                 raise self._failed(
-                    _stop_error(outcome.stop, self.juspay_conn_id, unsent, self.hook.config.base_url)
+                    _stop_error(pushed.stop, self.juspay_conn_id, unsent, self.hook.config.base_url)
                 )
             failures = [r for r in results if r.outcome.is_failure]
             shown = "; ".join(
@@ -268,12 +268,12 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     Returns (XCom) the report (``RunReport.to_dict()``): ``total``, ``counts`` by outcome (summing to
     total), ``errors`` by code, the first ``failures``, ``duration_s``, ``records_per_s``, ``dry_run``,
     ``retries`` by cause, ``stopped`` (why the run stopped early, or null), ``failure_count`` and
-    ``failure_ratio``. The task fails, after logging the report and pushing it to XCom under
-    ``report``, by ``RunReport.verdict``: when any row is ``failed`` or ``not_attempted`` (whatever the
-    limits: an Airflow retry would deliver them), when failures (rejected, failed, invalid, not
-    attempted) exceed ``max_failures`` or ``max_failure_ratio``, or, with neither limit, when Juspay
-    refused every row it was sent and holds none of the others, or every row was invalid. Rows another
-    live run holds (``held_elsewhere``) are that run's to deliver, not failures.
+    ``failure_ratio``; the same report is pushed to XCom under ``report``. The task fails, after logging
+    the report, by ``RunReport.verdict``, the rule of every task: when any row is ``failed`` or
+    ``not_attempted`` (whatever the limits: an Airflow retry would deliver them), or when failures
+    (rejected, failed, invalid, not attempted) exceed ``max_failures`` or ``max_failure_ratio``; with
+    neither limit given, any failure does. Rows another live run holds (``held_elsewhere``) are that
+    run's to deliver, not failures.
 
     :param records: a list of mappings, or its JSON text, e.g. an upstream task's XCom (templated).
     :param sql: a query, or a path ending in ``.sql`` rendered as a template (templated).
@@ -296,8 +296,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     :param fetch_size: rows read per ``fetchmany`` (default 1000); PostgreSQL streams server-side.
     :param dry_run: validate and report, send nothing and write no ledger (valid rows count
         ``not_attempted``; with a ledger, delivered keys count ``skipped`` as in a real run).
-    :param max_failures: failures allowed (a count; default: no count limit).
-    :param max_failure_ratio: share of failures allowed, 0 to 1 (default: no share limit).
+    :param max_failures: failures allowed (a count). With neither limit, none is allowed.
+    :param max_failure_ratio: share of failures allowed, 0 to 1.
     :param max_failures_listed: failures listed in the report (all are counted), default 100.
     :param min_rows: fail the run when the source reads fewer rows (default: none; a run that reads 0
         rows passes with a WARNING). A late upstream load then fails loudly, and an Airflow retry reads again.
@@ -431,7 +431,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                     control = self.run_control(self.rate_limit, limiter=self._limiter())
                     send, run_ledger = partial(self.hook.client.fulfil, control=control), ledger
                 with self._failure_export() as export:
-                    outcome = push(
+                    pushed = push(
                         self._rows(files, builder),
                         report=builder,
                         make_record=self.make_record,
@@ -444,7 +444,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                     )
         finally:
             self.hook.close()
-        report = self._report = outcome.report
+        report = self._report = pushed.report
         if export is not None:
             report.failures_export = {"path": str(self.failures_path), "rows": export.rows}
         self.log.info("%s", report.format())
@@ -458,10 +458,10 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         )
         context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
         if problem is not None:
-            if outcome.stop is not None:
+            if pushed.stop is not None:
                 unsent = report.counts["not_attempted"]
                 raise self._failed(
-                    _stop_error(outcome.stop, self.juspay_conn_id, unsent, self.hook.config.base_url)
+                    _stop_error(pushed.stop, self.juspay_conn_id, unsent, self.hook.config.base_url)
                 )
             raise self._failed(_verdict_error(problem, report, self.min_rows))
         self.announce(context)
