@@ -13,6 +13,7 @@
     │                                                                          -> "not_attempted"
     └── ApiError                               Juspay could not be reached or said no
         ├── TransportError   timeouts, dropped connections   retryable  -> "failed" once retries run out
+        │   ├── TimedOut     no complete answer in time (code TIMEOUT); in numbers, a sign of overload
         │   └── Cancelled    cut short because the run is stopping      -> "not_attempted" (the stop)
         ├── TlsError         the TLS handshake failed (a proxy, a wrong host); trips the breaker
         ├── RateLimited      429, carries retry_after        retryable  -> "failed" once retries run out
@@ -49,6 +50,7 @@ __all__ = [
     "RunStopped",
     "ServerError",
     "SourceFileError",
+    "TimedOut",
     "TlsError",
     "TransportError",
     "UnexpectedResponse",
@@ -179,6 +181,10 @@ class TransportError(ApiError):
     """The request did not complete: timeout, refused or dropped connection. Safe to retry."""
 
     retryable = True
+
+
+class TimedOut(TransportError):
+    """No complete answer within the timeouts or the request's deadline (code ``TIMEOUT``). Safe to retry."""
 
 
 class Cancelled(TransportError):

@@ -29,7 +29,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from airflow_provider_juspay.config import DEFAULT_MAX_ANSWER_BYTES, Timeouts
-from airflow_provider_juspay.errors import Cancelled, ErrorCode, TlsError, TransportError
+from airflow_provider_juspay.errors import Cancelled, ErrorCode, TimedOut, TlsError, TransportError
 
 __all__ = ["Answer", "SessionTransport", "StdlibTransport", "Transport"]
 
@@ -153,7 +153,7 @@ class StdlibTransport:
             ) from exc
         except TimeoutError as exc:
             conn.close()
-            raise TransportError("timed out", order_id=order_id, error_code=ErrorCode.TIMEOUT) from exc
+            raise TimedOut("timed out", order_id=order_id, error_code=ErrorCode.TIMEOUT) from exc
         except AnswerTooLarge as exc:
             conn.close()
             raise TransportError(str(exc), order_id=order_id, error_code=ErrorCode.ANSWER_TOO_LARGE) from exc
@@ -180,7 +180,7 @@ class StdlibTransport:
             return Cancelled(
                 "cut short: the run is stopping", order_id=order_id, error_code=ErrorCode.CANCELLED
             )
-        return TransportError(
+        return TimedOut(
             f"no complete answer within the {self._timeouts.deadline:g}s deadline",
             order_id=order_id,
             error_code=ErrorCode.TIMEOUT,
@@ -336,7 +336,7 @@ class SessionTransport:
         except AnswerTooLarge as exc:
             raise TransportError(str(exc), order_id=order_id, error_code=ErrorCode.ANSWER_TOO_LARGE) from exc
         except _DeadlinePassed as exc:
-            raise TransportError(
+            raise TimedOut(
                 f"no complete answer within the {self._deadline:g}s deadline",
                 order_id=order_id,
                 error_code=ErrorCode.TIMEOUT,
@@ -352,7 +352,7 @@ class SessionTransport:
                 error_code=ErrorCode.CONNECTION_ERROR,
             ) from exc
         except Urllib3Timeout as exc:
-            raise TransportError(
+            raise TimedOut(
                 f"timed out ({type(exc).__name__})", order_id=order_id, error_code=ErrorCode.TIMEOUT
             ) from exc
         except Urllib3Error as exc:

@@ -20,7 +20,7 @@ from airflow_provider_juspay.errors import (
     RateLimited,
     RunStopped,
     ServerError,
-    TransportError,
+    TimedOut,
 )
 from airflow_provider_juspay.ratelimit import RateLimitHint
 from airflow_provider_juspay.sync.breaker import CircuitBreaker
@@ -42,9 +42,7 @@ SHORT_RETRY_AFTER_S = 1.0
 
 def is_overload(error: ApiError | None) -> bool:
     """A 503 or a timeout: overload when they come in numbers, a stray fault when alone."""
-    return (isinstance(error, ServerError) and error.http_status == 503) or (
-        isinstance(error, TransportError) and error.error_code == ErrorCode.TIMEOUT
-    )
+    return (isinstance(error, ServerError) and error.http_status == 503) or (isinstance(error, TimedOut))
 
 
 @dataclass(frozen=True)

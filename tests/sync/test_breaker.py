@@ -10,14 +10,14 @@ from airflow_provider_juspay.errors import (
     RateLimited,
     Rejected,
     ServerError,
+    TimedOut,
     TlsError,
-    TransportError,
     UnexpectedResponse,
 )
 from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 
 UNAVAILABLE = ServerError("HTTP 503", http_status=503, error_code="SERVICE_UNAVAILABLE")
-TIMEOUT = TransportError("timed out", error_code="TIMEOUT")
+TIMEOUT = TimedOut("timed out", error_code="TIMEOUT")
 REFUSED = Rejected("HTTP 400", http_status=400, error_code="RESOURCE_NOT_FOUND")
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_juspay.errors import RateLimited, ServerError, TransportError
+from airflow_provider_juspay.errors import RateLimited, ServerError, TimedOut, TransportError
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl, is_overload
 from airflow_provider_juspay.sync.pacer import Pacer
@@ -142,7 +142,8 @@ def test_acquire_gives_up_when_the_run_stops():
 
 def test_what_counts_as_overload():
     assert is_overload(ServerError("503", http_status=503))
-    assert is_overload(TransportError("timed out", error_code="TIMEOUT"))
+    assert is_overload(TimedOut("timed out", error_code="TIMEOUT"))
+    assert not is_overload(TransportError("timed out?", error_code="TIMEOUT")), "decided by type, not code"
     assert not is_overload(RateLimited("429", http_status=429)), "a 429 is pushback of its own kind"
     assert not is_overload(ServerError("500", http_status=500))
     assert not is_overload(TransportError("refused", error_code="CONNECTION_ERROR"))
