@@ -46,12 +46,18 @@ autoclass_content = "both"
 # are plain text here.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(airflow|pendulum|requests|urllib3|tenacity|datetime|collections|typing|enum|"
-     r"contextlib|concurrent|threading|urllib|pathlib|logging|sqlalchemy|jinja2|openlineage|pyarrow|http|ssl|types)\b.*"),
-    (r"py:class", r"(Any|Callable|Iterable|Iterator|Mapping|Sequence|Context|NoneType|Path|Enum|"
-     r"DbApiHook|BaseOperator|BaseSensorOperator|BaseHook|BaseNotifier|BaseTrigger|BaseOperatorLink|"
-     r"ProgressLog|PaceSource|TaskInstance|TaskInstanceKey|Connection|JuspayClient|SplitResult|Asset|ObjectStoragePath|Decimal|Exception|ValueError|RuntimeError|BaseException|"
-     r"str|int|float|bool|dict|list|tuple|set|frozenset|bytes|object|type|T|P)"),
+    (
+        r"py:.*",
+        r"(airflow|pendulum|requests|urllib3|tenacity|datetime|collections|typing|enum|"
+        r"contextlib|concurrent|threading|urllib|pathlib|logging|sqlalchemy|jinja2|openlineage|pyarrow|http|ssl|types)\b.*",
+    ),
+    (
+        r"py:class",
+        r"(Any|Callable|Iterable|Iterator|Mapping|Sequence|Context|NoneType|Path|Enum|"
+        r"DbApiHook|BaseOperator|BaseSensorOperator|BaseHook|BaseNotifier|BaseTrigger|BaseOperatorLink|"
+        r"ProgressLog|PaceSource|TaskInstance|TaskInstanceKey|Connection|JuspayClient|SplitResult|Asset|ObjectStoragePath|Decimal|Exception|ValueError|RuntimeError|BaseException|"
+        r"str|int|float|bool|dict|list|tuple|set|frozenset|bytes|object|type|T|P)",
+    ),
     (r"py:.*", r"(_[A-Za-z].*|.*\._[A-Za-z].*)"),  # private names that public signatures mention
     (r"py:class", r".*\.(PaceSource|ProgressLog)"),  # protocols the report reads, not for users
 ]
