@@ -23,6 +23,11 @@ from airflow_provider_juspay.utils.xcom import DEPRECATED_FAILURES_KEY, REPORT_K
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+#: Task-instance states after which a push task pushes nothing more.
+_ENDED = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
+#: Ended states of an instance that had nothing to push, so no report is owed.
+_NOTHING_TO_DO = frozenset({"skipped", "removed"})
+
 __all__ = ["FulfilmentFailureSensor", "OrderStatusSensor"]
 
 
@@ -117,14 +122,41 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         raise AirflowFailException(f"{problem}\n{report.format(failures_shown=self.max_failures_listed)}")
 
     def _report_of_the_sync(self, context: Context) -> RunReport | None:
+        """The sync's report (shards' added up), once every instance of it has ended with one."""
         ti = context["ti"]
         pushed = ti.xcom_pull(task_ids=self.sync_task_id, key=REPORT_KEY)
         if pushed is None:
-            return None
-        reports = [pushed] if isinstance(pushed, Mapping) else [r for r in pushed if r]  # mapped syncs
+            reports = []
+        else:
+            reports = [pushed] if isinstance(pushed, Mapping) else [r for r in pushed if r]  # mapped syncs
+        states = self._sync_states(ti)
+        if states is not None:
+            if not states or any(state not in _ENDED for state in states.values()):
+                return None  # still running (or not expanded yet): never judge part of a sync
+            reporting = {name: state for name, state in states.items() if state not in _NOTHING_TO_DO}
+            if len(reports) < len(reporting):
+                # A push that fails before it has counted its rows (a query that does not run, a file
+                # missing, a column check) pushes no report: its rows are not delivered.
+                unreported = sorted(name for name, state in reporting.items() if state != "success")
+                raise AirflowFailException(
+                    f"{len(reporting) - len(reports)} of {len(reporting)} instances of "
+                    f"{self.sync_task_id!r} ended without a report "
+                    f"({', '.join(f'{n}: {reporting[n]}' for n in unreported)}): they stopped before their "
+                    "rows were pushed and counted. See their logs, fix, and clear them."
+                )
         if not reports:
             return None
         return RunReport.merge(RunReport.from_dict(one) for one in reports)
+
+    def _sync_states(self, ti: Any) -> dict[str, str] | None:
+        """The state of each instance of the sync task in this run (by ``task_id`` or ``task_id_N``), or
+        None where the task instance cannot tell (a test's stand-in)."""
+        get_task_states = getattr(ti, "get_task_states", None)
+        if get_task_states is None:
+            return None
+        by_run = get_task_states(dag_id=ti.dag_id, task_ids=[self.sync_task_id], run_ids=[ti.run_id])
+        states = by_run.get(ti.run_id, {})
+        return {name: str(getattr(state, "value", state)) for name, state in states.items()}
 
     def _report_from_ledger(self) -> RunReport | None:
         merchant_id = JuspayHook(self.juspay_conn_id).config.merchant_id

@@ -137,3 +137,19 @@ def test_failure_check_counts_keys_left_in_flight_past_their_lease(
     assert run.task_states["check"] != "success", "a key a dead process left is not delivered"
     summary = run.xcom[("check", "report")]
     assert summary["errors"] == {"ABANDONED_IN_FLIGHT": 1} and summary["counts"]["not_attempted"] == 1
+
+
+def test_failure_check_fails_at_once_when_the_push_ended_without_a_report(
+    airflow_db, sandbox, juspay_conn, warehouse, capfd
+):
+    """A push whose query does not run fails before it has a report: the check says so, at once, instead
+    of waiting out its timeout for a report that will never come (or passing on the reports it has)."""
+    started = time.monotonic()
+    run = run_dag("juspay_test_failure_check", {"sql": "SELECT * FROM no_such_table"})
+    output = "".join(capfd.readouterr())
+    assert run.task_states["push"] == "failed"
+    assert run.task_states["strict"] == "failed" and run.task_states["lenient"] == "failed"
+    assert run.task_states["soft"] == "skipped", "soft_fail still applies"
+    assert "1 of 1 instances of 'push' ended without a report (push: failed)" in output
+    assert time.monotonic() - started < 25, "judged at once, not after the sensors' 30 s timeout"
+    assert sandbox.requests == []
