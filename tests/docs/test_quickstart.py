@@ -1,5 +1,5 @@
 """The landing page's five minutes, run as a reader types them: the sandbox command, the connection in
-the environment, ``airflow dags test`` of the example DAG; then Juspay holds each refund once."""
+the environment, ``airflow dags test`` of the example DAG, twice; Juspay holds each refund once."""
 
 from __future__ import annotations
 
@@ -35,7 +35,11 @@ def test_the_quickstart_runs_and_juspay_holds_every_refund_once(airflow_db):
     )
     script = (
         "set -euo pipefail\n"
-        "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + quickstart(port) + f'python -c "{count}"\n'
+        "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+        + quickstart(port)
+        + "echo RUN AGAIN\n"  # the page's promise: a second run sends no second refund
+        + "airflow dags test juspay_bulk_from_xcom\n"
+        + f'python -c "{count}"\n'
     )
     env = {
         **os.environ,
@@ -47,5 +51,8 @@ def test_the_quickstart_runs_and_juspay_holds_every_refund_once(airflow_db):
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "state=success" in output, output[-3000:]
-    assert "ACCEPTED 200" in output, "the sandbox accepted the 200 refunds, each once"
+    assert "ACCEPTED 200" in output, "the sandbox accepted the 200 refunds, each once, over both runs"
+    first, again = output.split("RUN AGAIN")
+    assert re.search(r"\bsent\s+200\b", first), "the first run's report: 200 sent"
+    assert re.search(r"\balready_fulfilled\s+200\b", again), "run again: Juspay already has all 200"
     assert "sk_test_demo" not in output and API_KEY not in output, "the task log shows the API key"
