@@ -36,7 +36,7 @@ from airflow_provider_juspay.sync.sources import (
     stream_query,
     unmapped_columns,
 )
-from airflow_provider_juspay.utils.deprecations import warn_deprecated
+from airflow_provider_juspay.utils.deprecations import refuse_removed, warn_deprecated
 from airflow_provider_juspay.utils.files import failure_export, files_to_read
 from airflow_provider_juspay.utils.sql import db_api_hook
 from airflow_provider_juspay.utils.xcom import DEPRECATED_RESULTS_KEY, REPORT_KEY
@@ -350,6 +350,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         min_rows: int | None = None,
         **kwargs: Any,
     ) -> None:
+        refuse_removed(kwargs, {"max_failed_ratio": "max_failure_ratio"})
         super().__init__(**kwargs)
         if sum(source is not None for source in (records, sql, path)) != 1:
             raise ValueError(

@@ -17,6 +17,7 @@ from airflow_provider_juspay.hooks.juspay import JuspayHook, fail_without_retry_
 from airflow_provider_juspay.sensors.order_status import OrderStatusSensor
 from airflow_provider_juspay.sync.ledger import DEFAULT_TABLE, Ledger
 from airflow_provider_juspay.sync.report import RunReport, checked_limits
+from airflow_provider_juspay.utils.deprecations import refuse_removed
 from airflow_provider_juspay.utils.sql import db_api_hook
 from airflow_provider_juspay.utils.xcom import DEPRECATED_FAILURES_KEY, REPORT_KEY
 
@@ -84,6 +85,7 @@ class FulfilmentFailureSensor(BaseSensorOperator):
         max_failures_listed: int = 20,
         **kwargs: Any,
     ) -> None:
+        refuse_removed(kwargs, {"max_listed": "max_failures_listed"})
         super().__init__(**kwargs)
         if (sync_task_id is None) == (ledger_conn_id is None):
             raise ValueError(
