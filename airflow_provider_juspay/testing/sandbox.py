@@ -14,6 +14,11 @@ form-encoded ``POST /orders/{id}/fulfillment`` (200 body, 400 "No txn Found" for
 orders, ALREADY_EXISTS for a repeated command of an order), and ``GET /orders/{id}``. A repeat is keyed
 on (order id, command), whatever the status (open point 4 of juspay-api.md). ``/__sandbox/*`` endpoints
 let another process configure faults and read what was received.
+
+Every command that reaches Juspay's fulfilment handling is counted per key (:attr:`Sandbox.commands`),
+repeats included: Juspay documents de-duplication only for split settlements, so a second
+``INITIATE_REFUND`` may be a second refund. :meth:`Sandbox.doubles` lists the keys that reached it more
+than once beyond the retries its own lost replies called for; it must stay empty.
 """
 
 from __future__ import annotations
@@ -130,8 +135,13 @@ class Sandbox:
         #: HTTP status of an unknown order's status answer: 400 as Juspay's samples, 404 as juspay-mcp.
         self.not_found_status = not_found_status
         self.requests: list[ReceivedRequest] = []
-        #: (order id, command) -> number of times the command was accepted (more than 1 is a double).
+        #: (order id, command) -> 1 once the command was accepted (a repeat is answered ALREADY_EXISTS).
         self.accepted: collections.Counter[tuple[str, str]] = collections.Counter()
+        #: (order id, command) -> every POST of it that reached the fulfilment handling (repeats included).
+        self.commands: collections.Counter[tuple[str, str]] = collections.Counter()
+        #: (order id, command) -> accepted answers this sandbox lost on purpose (``drop_after_accept``):
+        #: the client's retry of such a command is the one repeat the sandbox expects.
+        self.lost_answers: collections.Counter[tuple[str, str]] = collections.Counter()
         self.status_counts: collections.Counter[int] = collections.Counter()
         #: Requests that break the documented format (answered 400 INVALID_INPUT): must stay empty.
         self.format_violations: list[str] = []
@@ -175,12 +185,23 @@ class Sandbox:
             self.requests.clear()
             self.format_violations.clear()
             self.accepted.clear()
+            self.commands.clear()
+            self.lost_answers.clear()
             self.status_counts.clear()
             self._script.clear()
 
     def doubles(self) -> dict[tuple[str, str], int]:
-        """Commands accepted more than once: must always be empty."""
-        return {key: n for key, n in self.accepted.items() if n > 1}
+        """Keys POSTed to the fulfilment handling more than once, beyond one retry per reply this
+        sandbox lost on purpose, with their count: must always be empty."""
+        with self._lock:
+            return {
+                key: n for key, n in self.commands.items() if n > 1 + self.lost_answers.get(key, 0)
+            }
+
+    def repeats(self) -> dict[tuple[str, str], int]:
+        """Every key POSTed more than once, whatever the reason (a kill with requests on the wire too)."""
+        with self._lock:
+            return {key: n for key, n in self.commands.items() if n > 1}
 
     def state(self) -> dict[str, Any]:
         """A JSON-friendly summary, also served at ``GET /__sandbox/state``."""
@@ -188,7 +209,9 @@ class Sandbox:
             "requests": len(self.requests),
             "statuses": {str(k): v for k, v in sorted(self.status_counts.items())},
             "accepted": sum(self.accepted.values()),
+            "commands": sum(self.commands.values()),
             "doubles": len(self.doubles()),
+            "repeats": len(self.repeats()),
             "format_violations": self.format_violations[-20:],
             "faults": asdict(self.faults),
         }
@@ -288,6 +311,9 @@ class Sandbox:
         else:
             response = web.json_response({"status": "ERROR", "error_message": "Not found"}, status=404)
         if fault == "drop_after_accept" and response is not None and response.status == 200:
+            if order_id is not None:
+                with self._lock:
+                    self.lost_answers[(order_id, form.get("fulfillment_command", ""))] += 1
             response = await self._fault_response(request, "drop")
         f = self.faults
         if f.publish_rate_limit and f.rate_limit and response is not None and not response.prepared:
@@ -422,6 +448,7 @@ class Sandbox:
             )
         command = form["fulfillment_command"]
         with self._lock:
+            self.commands[(order_id, command)] += 1
             if self.accepted[(order_id, command)]:
                 duplicate = True
             else:

@@ -106,3 +106,29 @@ def test_cli_serves_and_exposes_state_and_configuration():
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_a_command_sent_twice_is_a_double_even_though_the_second_is_answered_already_exists(sandbox):
+    """The oracle every exactly-once test relies on can fail: a deliberate second POST is counted."""
+    assert fulfil(sandbox, "D-1")[0] == 200
+    assert sandbox.doubles() == {}
+    status, body = fulfil(sandbox, "D-1")
+    assert status == 400 and body["error_info"]["code"] == "ALREADY_EXISTS"
+    assert sandbox.doubles() == {("D-1", "NO_ACTION"): 2} == sandbox.repeats()
+    assert sandbox.accepted[("D-1", "NO_ACTION")] == 1, "accepted once; POSTed twice"
+    assert sandbox.state()["doubles"] == 1
+
+
+def test_a_retry_after_a_reply_the_sandbox_lost_is_a_repeat_but_not_a_double(sandbox, ledger_client):
+    """A lost reply (accepted, then the connection closed) calls for the client's retry: expected once."""
+    from airflow_provider_juspay.fulfilment import FulfilmentRecord
+
+    sandbox.script("drop_after_accept")
+    record = FulfilmentRecord.from_mapping(
+        {"order_id": "L-1", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+    )
+    result = ledger_client.fulfil(record)
+    assert result.outcome.value == "already_fulfilled" and result.attempts == 2
+    assert sandbox.repeats() == {("L-1", "NO_ACTION"): 2} and sandbox.doubles() == {}
+    ledger_client.fulfil(record)  # a third POST: no lost reply explains it
+    assert sandbox.doubles() == {("L-1", "NO_ACTION"): 3}
