@@ -66,7 +66,7 @@ MAX_MESSAGE_CHARS = 1000
 class AttemptControl(Protocol):
     """What the workers of a bulk run share (``sync.control.RunControl``): pace, breaker and stop."""
 
-    def before_attempt(self) -> None:
+    def before_attempt(self, record: FulfilmentRecord | None = None) -> None:
         """Wait for the pace; raise :class:`~airflow_provider_juspay.errors.RunStopped` when no request
         may leave any more."""
 
@@ -163,7 +163,7 @@ class JuspayClient:
         def attempt() -> tuple[int, dict[str, Any]]:
             nonlocal attempts, last_error
             if control is not None:
-                control.before_attempt()
+                control.before_attempt(record)  # the last word before the wire: pace, slot, lease
             attempts += 1
             self._hints.last = None
             try:

@@ -92,6 +92,11 @@ class ErrorCode(str, Enum):
     THROTTLED = "THROTTLED"
     #: The run ended on an error of its own (the database gone, a timeout).
     ABORTED = "ABORTED"
+    #: The run's ledger lease lapsed (a pause, a hung connection, no progress): it sends nothing more.
+    LEASE_LOST = "LEASE_LOST"
+    # A row's own code again, for a key another run holds.
+    #: Another run holds the key without renewing its lease past the wait limit (outcome ``not_attempted``).
+    HELD_BY_STALLED_RUN = "HELD_BY_STALLED_RUN"
 
     def __str__(self) -> str:
         return self.value
@@ -144,7 +149,8 @@ class SourceFileError(JuspayError):
 
 
 class LeaseLost(JuspayError):
-    """The heartbeat could not renew this run's lease for half of it: its keys may soon go to another run."""
+    """This run no longer holds its ledger lease (not renewed in time, or keys taken over): it sends
+    nothing more, and stops."""
 
     retryable = True
 

@@ -12,22 +12,24 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_juspay.errors import (
     ApiError,
     ErrorCode,
+    LeaseLost,
     RateLimited,
     RunStopped,
     ServerError,
     TimedOut,
 )
+from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.ratelimit import RateLimitHint
 from airflow_provider_juspay.sync.breaker import CircuitBreaker
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.pacer import Pacer
 
-__all__ = ["DEFAULT_GRACE_S", "RunControl", "Stop"]
+__all__ = ["DEFAULT_GRACE_S", "Fence", "RunControl", "Stop"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,16 @@ SHORT_RETRY_AFTER_S = 1.0
 def is_overload(error: ApiError | None) -> bool:
     """A 503 or a timeout: overload when they come in numbers, a stray fault when alone."""
     return (isinstance(error, ServerError) and error.http_status == 503) or (isinstance(error, TimedOut))
+
+
+class Fence(Protocol):
+    """What stands between a worker and the wire (the ledger's lease): asked right before each attempt."""
+
+    def admit(self, record: FulfilmentRecord) -> None:
+        """Return if ``record`` may go out now; raise :class:`LeaseLost` if not."""
+
+    def progressed(self) -> None:
+        """An answer arrived."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class RunControl:
         self._abort = abort
         self._grace = grace_s
         self._stopped = threading.Event()
+        #: The ledger's lease, when the run has one: no attempt leaves without its say-so.
+        self.fence: Fence | None = None
         # Reentrant: cancel() runs in a signal handler, which may interrupt this thread inside stop().
         self._lock = threading.RLock()
         self.stop_reason: Stop | None = None
@@ -136,20 +150,32 @@ class RunControl:
 
     # -- AttemptControl, for the client ----------------------------------------------------------
 
-    def before_attempt(self) -> None:
+    def before_attempt(self, record: FulfilmentRecord | None = None) -> None:
+        """Wait for the pace and a slot; then, as the last step before the wire, ask the fence."""
         self.check()
         if self.pacer is not None:
             delay = self.pacer.reserve()
             if delay > 0:
                 self.sleep(delay)  # a 429's pause too: it ends early when the run stops
                 self.check()
+        started = None
         if self.limiter is not None:
             started = self.limiter.acquire(lambda: self.stopped)
             if started is None:
                 self.check()
             self._attempt.started = started
+        if self.fence is not None and record is not None:
+            try:
+                self.fence.admit(record)
+            except LeaseLost as exc:
+                if self.limiter is not None and started is not None:
+                    self.limiter.release(started)
+                self.stop(ErrorCode.LEASE_LOST, str(exc), exc)
+                self.check()
 
     def after_attempt(self, error: ApiError | None, hint: RateLimitHint | None = None) -> None:
+        if self.fence is not None:
+            self.fence.progressed()
         if isinstance(error, RateLimited):
             with self._lock:  # workers answer at once: += alone can lose a count
                 self.throttled += 1

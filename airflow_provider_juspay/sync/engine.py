@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_juspay.errors import ErrorCode
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult
 from airflow_provider_juspay.sync.control import RunControl, Stop
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY, Dispatcher, not_attempted
@@ -39,7 +40,14 @@ class _Pipeline:
         self.ledger = ledger
         self.on_change = on_change
         self.control = control or RunControl()
+        if isinstance(ledger, Ledger):
+            # No request leaves without the lease on its key, and a lost lease stops the run.
+            self.control.fence = ledger
+            ledger.on_lost(self._lease_lost)
         self.dispatcher = Dispatcher(send, max_concurrency=max_concurrency, control=self.control)
+
+    def _lease_lost(self, reason: str) -> None:
+        self.control.stop(ErrorCode.LEASE_LOST, reason)
 
     @property
     def stop_reason(self) -> Stop | None:

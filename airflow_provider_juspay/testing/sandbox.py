@@ -194,9 +194,7 @@ class Sandbox:
         """Keys POSTed to the fulfilment handling more than once, beyond one retry per reply this
         sandbox lost on purpose, with their count: must always be empty."""
         with self._lock:
-            return {
-                key: n for key, n in self.commands.items() if n > 1 + self.lost_answers.get(key, 0)
-            }
+            return {key: n for key, n in self.commands.items() if n > 1 + self.lost_answers.get(key, 0)}
 
     def repeats(self) -> dict[tuple[str, str], int]:
         """Every key POSTed more than once, whatever the reason (a kill with requests on the wire too)."""

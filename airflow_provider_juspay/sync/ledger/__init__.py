@@ -15,6 +15,8 @@ in ``schema``, what differs between drivers in ``dialect``, the named types in `
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -22,10 +24,16 @@ from datetime import datetime
 from typing import Any
 
 from airflow_provider_juspay.errors import LeaseLost
-from airflow_provider_juspay.fulfilment import FulfilmentResult, Item
-from airflow_provider_juspay.sync.ledger.claims import ON_CHANGE, Claims
+from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Item
+from airflow_provider_juspay.sync.ledger.claims import DEFAULT_WAIT_LIMIT_S, ON_CHANGE, Claims
 from airflow_provider_juspay.sync.ledger.dialect import Database, marker_for
-from airflow_provider_juspay.sync.ledger.lease import DEFAULT_LEASE_S, Lease, LeaseClock
+from airflow_provider_juspay.sync.ledger.lease import (
+    DEFAULT_LEASE_S,
+    Lease,
+    LeaseClock,
+    statement_timeout,
+    steady_clock,
+)
 from airflow_provider_juspay.sync.ledger.outcomes import OutcomeWriter
 from airflow_provider_juspay.sync.ledger.reader import LedgerReader
 from airflow_provider_juspay.sync.ledger.rows import IN_FLIGHT, Key, RunInfo, payload_hash
@@ -38,9 +46,12 @@ from airflow_provider_juspay.sync.ledger.schema import (
 from airflow_provider_juspay.sync.ledger.schema import Statements as _Statements
 from airflow_provider_juspay.sync.report import RunReport
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_LEASE_S",
     "DEFAULT_TABLE",
+    "DEFAULT_WAIT_LIMIT_S",
     "IN_FLIGHT",
     "ON_CHANGE",
     "Key",
@@ -68,6 +79,12 @@ class Ledger:
     :param connect: opens another connection to the same database, for the heartbeat thread that renews
         this run's lease (e.g. ``DbApiHook.get_conn``); without it the lease is renewed as outcomes are
         written, which a run stuck on slow records may not do in time.
+    :param wait_limit_s: longest wait for keys another run holds without renewing its lease; past it
+        they are ``not_attempted`` (HELD_BY_STALLED_RUN) and the run is not green.
+    :param clock: the steady clock leases and the fence are judged on (never stepped).
+
+    Every statement on its connections is bounded (:func:`~.lease.statement_timeout`). A sender asks
+    :meth:`admit` right before each request: it passes only while this run's lease on the key holds.
     """
 
     def __init__(
@@ -81,10 +98,11 @@ class Ledger:
         flush_every_s: float = 2.0,
         lease_s: float = DEFAULT_LEASE_S,
         placeholder: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = steady_clock,
         wall_clock: Callable[[], datetime] | None = None,
         connect: Callable[[], Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        wait_limit_s: float = DEFAULT_WAIT_LIMIT_S,
     ) -> None:
         self.table = checked_table_name(table)
         self.merchant_id = merchant_id
@@ -94,8 +112,9 @@ class Ledger:
         #: Identifies this run's claims; unique per Ledger (one per task try).
         self.claim_id = uuid.uuid4().hex
         self.db = Database(connection, marker_for(placeholder) if placeholder else None)
+        self.db.limit_statements(statement_timeout(lease_s))
         statements = _Statements.for_table(self.db, table)
-        lease_clock = LeaseClock(self.db, lease_s, wall_clock)
+        lease_clock = LeaseClock(self.db, lease_s, wall_clock, steady=clock)
         self._lease = Lease(
             self.db, statements, lease_clock,
             merchant_id=merchant_id, claim_id=self.claim_id, connect=connect, monotonic=clock,
@@ -103,6 +122,7 @@ class Ledger:
         self._claims = Claims(
             self.db, statements, self._lease,
             merchant_id=merchant_id, claim_id=self.claim_id, run=self.run, monotonic=clock, sleep=sleep,
+            wait_limit_s=wait_limit_s,
         )  # fmt: skip
         self._outcomes = OutcomeWriter(
             self.db, statements, self._lease, self._claims.claimed,
@@ -114,6 +134,26 @@ class Ledger:
     @property
     def connection(self) -> Any:
         return self.db.connection
+
+    # -- the fence ---------------------------------------------------------------------------------
+
+    def admit(self, record: FulfilmentRecord) -> None:
+        """Return only if this run may send ``record`` now: it holds the key's lease, confirmed by the
+        database less than a lease (less a margin) ago; else raise :class:`LeaseLost` (the run stops)."""
+        self._lease.admit(Key.of(record))
+
+    def progressed(self) -> None:
+        """An answer arrived: the run moves (the heartbeat renews only a run that does)."""
+        self._lease.progressed()
+
+    def on_lost(self, stop: Callable[[str], None]) -> None:
+        """Call ``stop`` with the reason once this run's lease is lost."""
+        self._lease.on_lost = stop
+
+    @property
+    def lost(self) -> str | None:
+        """Why this run lost its lease, if it did."""
+        return self._lease.lost
 
     # -- the table ---------------------------------------------------------------------------------
 
@@ -189,8 +229,19 @@ class Ledger:
         self._outcomes.flush()
 
     def close(self) -> None:
-        """Stop the heartbeat (its keys still in flight keep their lease until it passes)."""
-        self._lease.stop()
+        """Stop the heartbeat and give back the keys this run claimed and never sent (the next run sends
+        them at once); keys a request went out for keep their lease until it passes."""
+        try:
+            if self._claims.claimed:
+                given = self._outcomes.release_unsent()
+                if given:
+                    log.info("Gave back %d keys this run claimed and never sent", given)
+        except Exception as exc:  # the database may be what failed: their lease passes instead
+            with contextlib.suppress(Exception):
+                self.db.rollback()
+            log.warning("Could not give back the keys never sent (%s: %s)", type(exc).__name__, exc)
+        finally:
+            self._lease.stop()
 
     # -- reading, for sensors and people ------------------------------------------------------------
 

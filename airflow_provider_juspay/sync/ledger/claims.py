@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from airflow_provider_juspay.errors import ErrorCode
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Item, Outcome
 from airflow_provider_juspay.sync.ledger.dialect import Database
-from airflow_provider_juspay.sync.ledger.lease import CLOCK_MARGIN_S, Lease
+from airflow_provider_juspay.sync.ledger.lease import Lease
 from airflow_provider_juspay.sync.ledger.rows import (
     DELIVERED,
     IN_FLIGHT,
@@ -37,6 +37,8 @@ ON_CHANGE = ("send", "skip", "fail")
 _CLAIM_ROUNDS = 3
 #: Longest pause between two looks at keys another run holds, and at a stop.
 _HELD_POLL_S = 1.0
+#: Longest a run waits for keys another run holds without renewing them (a lease of 0.2 was 900 s).
+DEFAULT_WAIT_LIMIT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class _Waiting:
 
     record: FulfilmentRecord
     lease_seen: str | None = None
+    row: LedgerRow | None = None
 
 
 class Claims:
@@ -85,8 +88,11 @@ class Claims:
         run: RunInfo,
         monotonic: Callable[[], float],
         sleep: Callable[[float], None],
+        wait_limit_s: float = DEFAULT_WAIT_LIMIT_S,
     ) -> None:
         self._db = db
+        #: Longest wait for keys another run holds without renewing them.
+        self.wait_limit_s = wait_limit_s
         self._statements = statements
         self._lease = lease
         self._merchant_id = merchant_id
@@ -95,7 +101,7 @@ class Claims:
         self._monotonic = monotonic
         self._sleep = sleep
         #: Keys this run holds in flight and has not yet written an outcome for.
-        self.claimed: set[Key] = set()
+        self.claimed = lease.holdings
         #: Keys another run held when this one wanted them.
         self._held: dict[Key, _Waiting] = {}
 
@@ -190,10 +196,10 @@ class Claims:
         return None
 
     def _held_by_a_live_run(self, row: LedgerRow, live_after: str) -> bool:
+        """Whether the row's lease still holds. An earlier try of this task gets no exception: Airflow
+        may start a try while the last one still runs (a missed heartbeat, a worker cut off)."""
         if row.claim_id == self._claim_id:
             return True
-        if self._run.is_earlier_try_of(row):
-            return False  # Airflow starts a task's next try only after the last one ended
         return row.lease_until is not None and row.lease_until > live_after
 
     def lookup(self, records: list[FulfilmentRecord]) -> dict[Key, LedgerRow]:
@@ -213,8 +219,8 @@ class Claims:
         """Claim keys for this run; returns the positions of those another run took first."""
         if not claims:
             return set()
+        began = self._monotonic()
         now, until = self._lease.clock.wall(), self._lease.clock.until()
-        self._lease.started()
         # Rows are always locked in key order, so two runs claiming the same keys cannot deadlock.
         claims = sorted(claims, key=lambda claim: claim.key)
         lost = self._insert([c for c in claims if c.row is None], now, until)
@@ -223,7 +229,7 @@ class Claims:
             self._statements.claim_seen, [self._claim_seen_values(c, now, until) for c in seen]
         )
         lost |= {c.position for c, n in zip(seen, changed, strict=True) if n != 1}
-        self.claimed.update(c.key for c in claims if c.position not in lost)
+        self._lease.claimed([c.key for c in claims if c.position not in lost], began)
         return lost
 
     def _insert(self, new: list[Claim], now: str, until: str) -> set[int]:
@@ -262,16 +268,26 @@ class Claims:
     # -- keys another run held -------------------------------------------------------------------
 
     def settle_held(self, on_change: str, stopped: Callable[[], bool]) -> Iterator[Item]:
-        """Decide the keys found held by other runs, once this run's own are done: wait until each is
-        delivered (``skipped``), renewed by a live holder (``held_elsewhere``: that run sends it) or left
-        by a holder that stopped renewing (claimed here, to send), at most about one lease."""
+        """Decide the keys found held by other runs, once this run's own are done.
+
+        Each is watched until it is delivered (``skipped``), its holder is seen renewing its lease
+        (``held_elsewhere``: a live run sends it), or its lease ends without a renewal (a dead or stuck
+        holder, a longer lease, a lease of 0.2): then it is claimed here and sent. Keys still held,
+        never renewed, after ``wait_limit_s`` are ``not_attempted`` (HELD_BY_STALLED_RUN), naming the
+        holder and when its lease ends: the run is not green, and a retry after that sends them.
+        """
         if not self._held:
             return
         held, self._held = self._held, {}
-        lease_s = self._lease.clock.lease_s
-        log.info("%d keys are held by other runs: waiting for them (at most %.0f s)", len(held), lease_s)
-        deadline = self._monotonic() + lease_s + 2 * CLOCK_MARGIN_S
-        poll = max(0.01, min(_HELD_POLL_S, lease_s / 8))
+        log.info(
+            "%d keys are held by other runs: waiting for each to be delivered, renewed by a live holder "
+            "or left when its lease ends (at most %.0f s)",
+            len(held),
+            self.wait_limit_s,
+        )
+        started = self._monotonic()
+        deadline = started + self.wait_limit_s
+        poll = max(0.01, min(_HELD_POLL_S, self._lease.clock.lease_s / 8))
         still: dict[Key, FulfilmentResult] = {}
         while held and not stopped():
             known = self.lookup([waiting.record for waiting in held.values()])
@@ -290,10 +306,10 @@ class Claims:
                         waiting.record,
                         Outcome.HELD_ELSEWHERE,
                         message=f"in flight in {row.holder}, which is alive (renewed its lease to "
-                        f"{row.lease_until}): that run sends it",
+                        f"{row.lease_until} while this run watched): that run sends it",
                     )
                 else:
-                    waiting.lease_seen = row.lease_until
+                    waiting.lease_seen, waiting.row = row.lease_until, row
                     continue
                 del held[key]
             if to_decide:
@@ -306,11 +322,38 @@ class Claims:
                 break
             if held:
                 self._sleep(poll)
-        for key, waiting in held.items():  # stopped, or out of time: that run's to deliver
-            still[key] = result_for(
-                waiting.record, Outcome.HELD_ELSEWHERE, message="in flight in another run when this one ended"
+        waited = self._monotonic() - started
+        if held and not stopped():
+            holders = sorted({w.row.holder for w in held.values() if w.row is not None})
+            log.warning(
+                "%d keys are still held by %s, whose lease was not renewed in the %.0f s this run waited "
+                "(the wait limit): not sent; they free up when that lease ends, and a retry sends them",
+                len(held),
+                ", ".join(holders[:5]) or "another run",
+                waited,
             )
+        for key, waiting in held.items():
+            still[key] = self._not_settled(waiting, waited, stopped())
         yield from still.values()
+
+    def _not_settled(self, waiting: _Waiting, waited: float, stopped: bool) -> FulfilmentResult:
+        """A key still held when this run stopped, or when its wait limit passed: not delivered here."""
+        if stopped:
+            return result_for(
+                waiting.record,
+                Outcome.NOT_ATTEMPTED,
+                message="not sent: the run stopped while another run held this key",
+            )
+        row = waiting.row
+        holder = row.holder if row is not None else "another run"
+        lease = row.lease_until if row is not None else None
+        return result_for(
+            waiting.record,
+            Outcome.NOT_ATTEMPTED,
+            error_code=ErrorCode.HELD_BY_STALLED_RUN,
+            message=f"not sent: in flight in {holder}, whose lease (until {lease}) was not renewed in the "
+            f"{waited:.0f} s this run waited; it frees up then, and a retry sends it",
+        )
 
 
 def _records(batch: list[Item]) -> list[tuple[int, FulfilmentRecord]]:

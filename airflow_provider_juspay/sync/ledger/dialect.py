@@ -6,10 +6,13 @@ bind marker, the duplicate-key error, how to read the clock) is decided here, on
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: The bind marker of the ``i``-th parameter (0-based) of a statement.
 Marker = Callable[[int], str]
@@ -156,6 +159,29 @@ class Database:
     def rollback(self) -> None:
         self.connection.rollback()
 
+    def limit_statements(self, seconds: float) -> None:
+        """Bound every later statement on this connection: SQLite waits for a lock at most ``seconds``
+        (busy timeout); PostgreSQL cancels a statement, or a wait for a lock, that takes longer. Other
+        databases keep their own settings (said once)."""
+        driver = _driver(self.connection)
+        ms = max(1, int(seconds * 1000))
+        try:
+            if driver == "sqlite3":
+                self.connection.execute(f"PRAGMA busy_timeout = {ms}")
+            elif driver in ("psycopg2", "psycopg"):
+                cursor = self.connection.cursor()
+                try:
+                    cursor.execute(f"SET statement_timeout = {ms}")
+                    cursor.execute(f"SET lock_timeout = {ms}")
+                finally:
+                    cursor.close()
+                self.connection.commit()
+            else:
+                _say_once(f"no statement timeout is set on {driver} connections: the database's own applies")
+        except Exception as exc:  # a driver that refuses: its own timeouts apply
+            self.rollback()
+            _say_once(f"could not set a statement timeout on {driver} ({type(exc).__name__}: {exc})")
+
     def clock(self) -> datetime:
         """The database's current time, in UTC."""
         cursor = self.connection.cursor()
@@ -174,6 +200,15 @@ class Database:
         if self.marker is _named:
             return {f"p{i}": v for i, v in enumerate(row)}
         return row
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _SAID:
+        _SAID.add(message)
+        log.warning("Ledger: %s", message)
 
 
 def _as_utc(value: Any) -> datetime:

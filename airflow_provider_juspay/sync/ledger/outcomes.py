@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
-from airflow_provider_juspay.fulfilment import FulfilmentResult
+from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
 from airflow_provider_juspay.sync.ledger.dialect import Database
-from airflow_provider_juspay.sync.ledger.lease import Lease
+from airflow_provider_juspay.sync.ledger.lease import Holdings, Lease
 from airflow_provider_juspay.sync.ledger.rows import WRITTEN, Key, RunInfo
 from airflow_provider_juspay.sync.ledger.schema import ERROR_CODE_SIZE, MESSAGE_SIZE, Statements
 
@@ -22,7 +22,7 @@ class OutcomeWriter:
         db: Database,
         statements: Statements,
         lease: Lease,
-        claimed: set[Key],
+        claimed: Holdings,
         *,
         merchant_id: str,
         claim_id: str,
@@ -67,8 +67,11 @@ class OutcomeWriter:
         self.flush()
 
     def flush(self) -> None:
-        """Write the buffered outcomes now (and, without a heartbeat, renew this run's lease when due)."""
-        self._lease.check()
+        """Write the buffered outcomes now (and, without a heartbeat, renew this run's lease when due).
+
+        Written even after the lease was lost: each write is fenced by this run's claim, so a key another
+        run took over is left as that run wrote it, and what this run knows is not thrown away.
+        """
         pending, self._pending = self._pending, []
         self._last_flush = self._monotonic()
         if pending:
@@ -92,7 +95,28 @@ class OutcomeWriter:
                     ]
                 )
             self._db.executemany(self._statements.outcome, updates)
-        self._lease.renew_if_due(holding=bool(self._claimed))
+            self._lease.progressed()
+        if self._lease.lost is None:
+            self._lease.renew_if_due()
+
+    def release_unsent(self) -> int:
+        """Give back the keys this run claimed and never sent (a run that ended early): ``not_attempted``,
+        so the next run sends them at once instead of waiting for their lease. Keys a request went out
+        for stay in flight until their lease ends: Juspay may have them. Returns how many."""
+        keys = self._lease.holdings.unsent()
+        if not keys:
+            return 0
+        now = self._lease.clock.wall()
+        message = "not sent: the run ended before sending it (given back at once)"
+        updates = []
+        for key in keys:
+            self._claimed.discard(key)
+            updates.append(
+                [Outcome.NOT_ATTEMPTED.value, 0, None, None, message, now, *self._run.values(),
+                 self._merchant_id, *key, self._claim_id]
+            )  # fmt: skip
+        self._db.executemany(self._statements.outcome, updates)
+        return len(keys)
 
     def _flush_quietly(self) -> None:
         try:

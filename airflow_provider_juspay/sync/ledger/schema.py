@@ -99,7 +99,7 @@ class Statements:
     insert: str
     claim_seen: str
     outcome: str
-    renew: str
+    renew_key: str
 
     @classmethod
     def for_table(cls, db: Database, table: str) -> Statements:
@@ -108,7 +108,7 @@ class Statements:
             insert=_insert(db, table),
             claim_seen=_claim_seen(db, table),
             outcome=_outcome(db, table),
-            renew=_renew(db, table),
+            renew_key=_renew_key(db, table),
         )
 
     def lookup_of(self, db: Database, n_orders: int) -> str:
@@ -157,10 +157,12 @@ def _outcome(db: Database, table: str) -> str:
     return f"UPDATE {table} SET {', '.join(sets)} WHERE {key} AND claim_id = {bind()}"
 
 
-def _renew(db: Database, table: str) -> str:
-    """Push a run's lease forward on its keys still in flight. Parameters: lease, merchant, claim id."""
+def _renew_key(db: Database, table: str) -> str:
+    """Push a run's lease forward on one key, if the run still holds it in flight (by the primary key:
+    no scan, and rows locked in the order the run writes them). Parameters: lease, the key with its
+    merchant, the claim id."""
     bind = db.binds()
-    return (
-        f"UPDATE {table} SET lease_until = {bind()} WHERE merchant_id = {bind()} "
-        f"AND claim_id = {bind()} AND state = '{IN_FLIGHT}'"
-    )
+    lease = bind()
+    key = " AND ".join(f"{c} = {bind()}" for c in KEY_COLUMNS)
+    mine = f"claim_id = {bind()} AND state = '{IN_FLIGHT}'"
+    return f"UPDATE {table} SET lease_until = {lease} WHERE {key} AND {mine}"
