@@ -18,7 +18,14 @@ from airflow_provider_juspay.operators.links import JuspayDashboardLink
 from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.ledger import DEFAULT_LEASE_S, DEFAULT_TABLE, ON_CHANGE, Ledger, RunInfo
+from airflow_provider_juspay.sync.ledger import (
+    DEFAULT_LEASE_S,
+    DEFAULT_TABLE,
+    DEFAULT_WAIT_LIMIT_S,
+    ON_CHANGE,
+    Ledger,
+    RunInfo,
+)
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import RunReport
 from airflow_provider_juspay.utils.sql import db_api_hook
@@ -39,8 +46,12 @@ class FulfilmentOperatorBase(BaseOperator):
     :param ledger_table: the ledger's table, created when missing.
     :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
     :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 60),
-        renewed every quarter of it by a heartbeat while the run lives and judged on the ledger
-        database's clock; a key left by a dead process goes again once it has passed.
+        renewed every quarter of it by a heartbeat while the run makes progress, judged on the ledger
+        database's clock; a key left by a dead or stuck process goes again once it has passed. A run
+        sends a key only while its lease holds (less a margin: a quarter of it, at most 5 s).
+    :param ledger_wait_limit: longest wait, in seconds, for keys another run holds without renewing
+        its lease (a dead run with a longer lease, a lease left by 0.2); default 900. Past it those
+        rows are ``not_attempted`` (HELD_BY_STALLED_RUN) and the task fails, to be retried.
     :param circuit_breaker: when the run stops sending because Juspay keeps failing
         (``BreakerPolicy``; default: 20 transient failures in a row, or 80% of the last 50 attempts,
         lasting 5 s; 3 answers in a row that are not Juspay's).
@@ -58,6 +69,7 @@ class FulfilmentOperatorBase(BaseOperator):
         ledger_table: str = DEFAULT_TABLE,
         on_change: str = "send",
         ledger_lease: float = DEFAULT_LEASE_S,
+        ledger_wait_limit: float = DEFAULT_WAIT_LIMIT_S,
         circuit_breaker: BreakerPolicy | None = None,
         **kwargs: Any,
     ) -> None:
@@ -65,6 +77,7 @@ class FulfilmentOperatorBase(BaseOperator):
         if on_change not in ON_CHANGE:
             raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
         self.ledger_lease = ledger_lease
+        self.ledger_wait_limit = ledger_wait_limit
         self.circuit_breaker = circuit_breaker
         self._control: RunControl | None = None
         # What this try did, for OpenLineage (read by the listener on the worker after execute).
@@ -134,6 +147,7 @@ class FulfilmentOperatorBase(BaseOperator):
                     map_index=getattr(ti, "map_index", None),
                 ),
                 lease_s=float(self.ledger_lease),
+                wait_limit_s=float(self.ledger_wait_limit),
                 placeholder=placeholder if placeholder in ("?", "%s") else None,
                 connect=sql_hook.get_conn,  # the heartbeat's own connection
             )

@@ -85,7 +85,8 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
     :param ledger_table: the ledger's table, created when missing.
     :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
     :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 60,
-        renewed by a heartbeat while the run lives).
+        renewed by a heartbeat while the run makes progress; a run sends only while its lease holds).
+    :param ledger_wait_limit: longest wait for keys another run holds without renewing (default 900 s).
     :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
     """
 
@@ -219,6 +220,12 @@ def _stop_error(stop: Stop, conn_id: str, unsent: int, base_url: str) -> Excepti
             f"{stop.message}; {unsent} records were not attempted. An Airflow retry sends them later "
             "(with a ledger, only what was not delivered)."
         )
+    if stop.error_code == ErrorCode.LEASE_LOST:
+        return AirflowException(
+            f"the run lost its ledger lease and stopped sending: {stop.message}; {unsent} records were not "
+            "attempted. An Airflow retry sends what no run delivered; if pauses or a slow ledger database "
+            "are common here, raise ledger_lease (see the ledger page)."
+        )
     return AirflowException(
         f"the run stopped ({stop.error_code}): {stop.message}; {unsent} records not attempted"
     )
@@ -308,7 +315,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     :param ledger_table: the ledger's table, created when missing.
     :param on_change: a delivered key whose payload changed is ``send`` (default), ``skip`` or ``fail``.
     :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 60,
-        renewed by a heartbeat while the run lives).
+        renewed by a heartbeat while the run makes progress; a run sends only while its lease holds).
+    :param ledger_wait_limit: longest wait for keys another run holds without renewing (default 900 s).
     :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
     """
 
