@@ -16,7 +16,7 @@ import json
 import signal
 import sys
 import time
-from datetime import date, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
@@ -26,7 +26,9 @@ from tests.system.deployment import REPO, Deployment, Rest, say, wait_for
 
 API_KEY = "system_test_secret_key_0123456789"
 MERCHANT_ID = "demo_merchant"
-DAY = date(2026, 11, 26)
+#: The day the warehouse holds, relative to the clock (two days back): the nightly sync backfills it, and
+#: the hourly retry example, which reads the rows of the week before its run, finds them on any date.
+DAY = (datetime.now(timezone.utc) - timedelta(days=2)).date()
 ROWS = 2000
 
 
@@ -294,7 +296,10 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     # -- what Juspay saw -----------------------------------------------------------------------------
     accepted = dict(sandbox.accepted)
     doubles = sandbox.doubles()
-    say(f"sandbox: {len(sandbox.requests)} requests, {len(accepted)} commands accepted, {len(doubles)} twice")
+    say(
+        f"sandbox: {len(sandbox.requests)} requests, {len(accepted)} commands accepted, "
+        f"{len(doubles)} POSTed more than once"
+    )
     assert doubles == {}, doubles
     assert set(accepted) == expected, (
         sorted(set(accepted) - expected)[:5],
