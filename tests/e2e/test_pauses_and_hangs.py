@@ -176,7 +176,7 @@ def test_a_run_paused_past_its_lease_sends_nothing_after_another_took_its_keys_o
     time.sleep(max(0.0, paused + 1.5 * LEASE_S - time.monotonic()))
     resumed = time.monotonic()
     os.kill(a.pid, signal.SIGCONT)
-    code_a, report_a, output_a = finish(a)
+    code_a, _report_a, output_a = finish(a)
 
     assert code_b == 0 and report_b["counts"]["held_elsewhere"] == 0, output_b[-3000:]
     assert posts_by(sandbox, "A", after=resumed) == [], "resumed, A sent nothing: B had its keys"
@@ -214,7 +214,7 @@ def test_a_heartbeat_connection_that_hangs_stops_its_run_before_another_takes_th
         on_the_wire = in_flight(uri)
         sandbox.configure(latency=0.0)
         b = worker(sandbox, uri, "B")
-        code_b, report_b, output_b = finish(b)
+        code_b, _report_b, output_b = finish(b)
         assert code_b == 0, output_b[-3000:]
         assert len(sandbox.accepted) == 600 and set(sandbox.repeats()) <= on_the_wire
     finally:
@@ -244,7 +244,7 @@ def test_a_run_whose_main_connection_hangs_lets_its_lease_lapse_and_another_deli
         assert a.poll() is None, "A is still hung"
         assert posts_by(sandbox, "A", after=stalled + LEASE_S) == [], "A sent nothing past its lease"
         proxy.release()
-        code_a, report_a, output_a = finish(a)
+        code_a, _report_a, output_a = finish(a)
         assert code_a != 0, f"A is not green: {output_a[-3000:]}"
         assert posts_by(sandbox, "A", after=stalled + LEASE_S) == [], "nor once its connection came back"
         assert set(sandbox.repeats()) <= held_by_a

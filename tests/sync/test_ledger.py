@@ -20,27 +20,6 @@ from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.helpers import API_KEY, MERCHANT_ID
 
 
-@pytest.fixture
-def db(ledger_db):
-    return ledger_db
-
-
-@pytest.fixture
-def client(ledger_client):
-    return ledger_client
-
-
-@pytest.fixture
-def connect(db):
-    """Opens another connection to the ledger's database (what a heartbeat needs)."""
-    if isinstance(db, sqlite3.Connection):
-        path = db.execute("PRAGMA database_list").fetchone()[2]
-        return lambda: sqlite3.connect(path, check_same_thread=False)
-    import psycopg2
-
-    return lambda: psycopg2.connect(db.dsn)
-
-
 @contextlib.contextmanager
 def progressing(ledger, every=0.05):
     """Answers keep arriving in the ledger's run (what a live, moving run's workers report)."""

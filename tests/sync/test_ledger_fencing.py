@@ -10,12 +10,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_juspay.errors import LeaseLost
-from airflow_provider_juspay.fulfilment import FulfilmentRecord, Outcome
+from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.ledger.rows import timestamp
 from tests.helpers import MERCHANT_ID
-from tests.sync.test_ledger import connect, progressing, rows, run  # noqa: F401  (fixtures)
-from tests.sync.test_ledger import client, db  # noqa: F401
+from tests.sync.test_ledger import progressing, rows, run
 
 
 def records(n, first=0):
@@ -70,8 +69,8 @@ def test_a_lease_left_by_a_0_2_run_is_waited_out_then_its_keys_are_sent(db, clie
     cursor.execute(
         "INSERT INTO juspay_fulfilment_ledger (merchant_id, order_id, command, fulfillment_id, payload_hash,"
         " state, attempts, first_attempt_at, last_attempt_at, dag_id, run_id, task_id, try_number, claim_id,"
-        " lease_until) VALUES ('{}', 'L-0', 'INITIATE_REFUND', 'F-0', 'x', 'in_flight', 0, '2026-01-01',"
-        " '2026-01-01', 'old', 'run-0.2', 'push', 1, 'c02', '{}')".format(MERCHANT_ID, until)
+        f" lease_until) VALUES ('{MERCHANT_ID}', 'L-0', 'INITIATE_REFUND', 'F-0', 'x', 'in_flight', 0,"
+        f" '2026-01-01', '2026-01-01', 'old', 'run-0.2', 'push', 1, 'c02', '{until}')"
     )
     cursor.close()
     db.commit()
@@ -81,7 +80,7 @@ def test_a_lease_left_by_a_0_2_run_is_waited_out_then_its_keys_are_sent(db, clie
     assert report["counts"]["sent"] == 3 and report["counts"]["held_elsewhere"] == 0
 
 
-def test_an_earlier_try_still_running_keeps_its_keys(db, client, sandbox, connect):  # noqa: F811
+def test_an_earlier_try_still_running_keeps_its_keys(db, client, sandbox, connect):
     """Airflow may start try 2 while try 1 still runs: try 1 renews, so try 2 leaves its keys to it."""
     first = holder_ledger(db, lease_s=0.6, connect=connect)
     list(first.filter(records(4)))
@@ -108,7 +107,7 @@ class SteppedWallClock:
 
 
 @pytest.mark.parametrize("direction", [+1, -1])
-def test_a_worker_clock_stepped_two_leases_changes_no_lease(db, client, sandbox, connect, direction):  # noqa: F811
+def test_a_worker_clock_stepped_two_leases_changes_no_lease(db, client, sandbox, connect, direction):
     lease_s = 1.0
     holder = holder_ledger(
         db, lease_s=lease_s, connect=connect, wall_clock=SteppedWallClock(timedelta(seconds=-2 * direction))
