@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Another Airflow for the version matrix, e.g. `make test VENV=.venv-af31 AIRFLOW='apache-airflow==3.1.*'`.
 AIRFLOW ?=
 
-.PHONY: install demo test docs system-test system-deps lint bench bench-scaleout dist clean
+.PHONY: install demo test docs system-test system-deps lint bench bench-chaos bench-scaleout dist clean
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,10 @@ $(VENV)/.installed-system: $(VENV)/.installed
 # Benchmarks against the bundled sandbox (loopback only); sizes: `make bench BENCH_ARGS="--help"`.
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Case 8 alone: 100,000 rows over overlapping runs with kills, pauses, SIGTERM and outages (seed printed).
+bench-chaos: install
+	$(BIN)/python -m bench.run --cases chaos $(BENCH_ARGS)
 
 # Case 6: the sharded sync on a CeleryExecutor deployment (what system-test needs); --rows N.
 bench-scaleout: system-deps $(VENV)/.installed-system

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
 
-from bench import cpu, ledger_overhead, memory, outage, pacing, throughput
+from bench import chaos, cpu, ledger_overhead, memory, outage, pacing, throughput
 from bench.support import machine
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cases", default="throughput,cpu,memory,ledger,outage,pacing")
+    parser.add_argument(
+        "--cases", default="throughput,cpu,memory,ledger,outage,pacing,chaos", help="comma-separated"
+    )
+    parser.add_argument("--chaos-rows", type=int, default=100_000, help="rows of the chaos case (8)")
+    parser.add_argument("--chaos-seed", type=int, default=None, help="seed of the chaos case (random)")
     parser.add_argument(
         "--pacing-scale", type=float, default=1.0, help="length of the pacing runs (case 7), 1 = 16-32 s each"
     )
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         args.memory_sizes = "200,400"
         args.outage_sizes, args.grinding_n = "100", 4
         args.pacing_scale = 0.1
+        args.chaos_rows = 1500
     cases = set(args.cases.split(","))
     started = time.monotonic()
     print(f"Machine: {machine()}")
@@ -65,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         # A smoke run's pictures say nothing: they go to a temporary folder, not over the README's.
         pictures = Path(tempfile.mkdtemp(prefix="juspay-pacing-")) if args.smoke else pacing.PICTURES
         print(pacing.run(scale=args.pacing_scale, pictures=pictures), flush=True)
+    if "chaos" in cases:
+        seed = args.chaos_seed if args.chaos_seed is not None else random.randrange(1_000_000)
+        runs = 24 if args.chaos_rows >= 20_000 else 6
+        print(chaos.run(args.chaos_rows, runs=runs, seed=seed).table(), flush=True)
     print(f"\nbench finished in {time.monotonic() - started:.0f}s")
 
 

@@ -32,6 +32,7 @@ def test_every_benchmark_case_runs_at_tiny_sizes():
         "4. Ledger overhead",
         "5. A full outage",
         "7. Pacing",
+        "Case 8, chaos",
     )
     for title in titles:
         assert title in out
@@ -43,3 +44,15 @@ def test_every_benchmark_case_runs_at_tiny_sizes():
     assert "pacing_cap400.png" in out, "the pictures are drawn"
     if postgres:
         assert "PostgreSQL (server-side cursor) warehouse" in out
+
+
+def test_the_chaos_case_delivers_every_row_and_explains_every_repeat():
+    """A small seeded chaos run (kills, pauses past the lease, SIGTERM, outages), then a clean run."""
+    from bench import chaos
+
+    outcome = chaos.run(rows=2000, runs=8, seed=11, lease=2.0)
+    print(outcome.table())
+    assert outcome.faults, "faults were injected"
+    assert outcome.missing == 0 and outcome.clean_run_code == 0
+    assert outcome.green_undelivered == 0
+    assert outcome.repeats == outcome.repeats_at_faults, "every repeat was in flight in a run at its fault"

@@ -34,7 +34,7 @@ from airflow_provider_juspay.sync.ledger.lease import (
     statement_timeout,
     steady_clock,
 )
-from airflow_provider_juspay.sync.ledger.outcomes import OutcomeWriter
+from airflow_provider_juspay.sync.ledger.outcomes import DEFAULT_FLUSH_EVERY_S, OutcomeWriter
 from airflow_provider_juspay.sync.ledger.reader import LedgerReader
 from airflow_provider_juspay.sync.ledger.rows import IN_FLIGHT, Key, RunInfo, payload_hash
 from airflow_provider_juspay.sync.ledger.schema import (
@@ -95,7 +95,7 @@ class Ledger:
         table: str = DEFAULT_TABLE,
         run: RunInfo | None = None,
         batch_size: int = 200,
-        flush_every_s: float = 2.0,
+        flush_every_s: float = DEFAULT_FLUSH_EVERY_S,
         lease_s: float = DEFAULT_LEASE_S,
         placeholder: str | None = None,
         clock: Callable[[], float] = steady_clock,

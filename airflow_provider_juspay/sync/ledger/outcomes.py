@@ -13,6 +13,10 @@ from airflow_provider_juspay.sync.ledger.schema import ERROR_CODE_SIZE, MESSAGE_
 
 log = logging.getLogger(__name__)
 
+#: Longest wait before known outcomes are written: what a run killed or paused can have answered and not
+#: yet recorded (the next run sends those keys again) is at most this much of its answers.
+DEFAULT_FLUSH_EVERY_S = 2.0
+
 
 class OutcomeWriter:
     """Buffers the outcomes of claimed keys and writes them every ``batch_size`` or ``flush_every_s``."""
