@@ -62,6 +62,8 @@ class Transport(Protocol):
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 #: How often the watchdog looks for requests past their deadline (seconds); the deadline's precision.
 _WATCH_EVERY = 0.1
+#: The watchdog waking this much later than it asked means the process stood still (it was paused).
+_PAUSED_AFTER = 1.0
 
 
 class _Flight:
@@ -246,9 +248,16 @@ class StdlibTransport:
             conn.close()
 
     def _watch(self) -> None:
+        last = time.monotonic()
         while not self._closed.wait(_WATCH_EVERY):
             now = time.monotonic()
+            stood_still, last = now - last - _WATCH_EVERY, now
             with self._lock:
+                if stood_still > _PAUSED_AFTER:
+                    # The whole process was paused (SIGSTOP, a VM stall): that time is not the request's.
+                    # Cutting now would throw away answers waiting in the socket, and resend them.
+                    for flight in self._flights:
+                        flight.deadline += stood_still
                 late = [f for f in self._flights if f.deadline <= now and f.cut is None]
             for flight in late:
                 self._cut(flight, "deadline")

@@ -128,7 +128,7 @@ def run(
                 continue
             r.code = code
             if code == 0:
-                accepted = {o for o, _ in sandbox.accepted}
+                accepted = {o for o, _ in sandbox.accepted_keys()}
                 held = _live_in_flight(ledger)
                 r.undelivered = sum(
                     1 for i in range(r.first, r.first + r.rows) if f"ORD-{i}" not in accepted | held
@@ -183,7 +183,7 @@ def run(
         rows=rows,
         runs=runs,
         faults=faults,
-        missing=rows - len(sandbox.accepted),
+        missing=rows - len(sandbox.accepted_keys()),
         repeats=len(repeats),
         repeats_at_faults=len(set(repeats) & at_faults),
         in_flight_at_faults=len(at_faults),

@@ -196,6 +196,11 @@ class Sandbox:
         with self._lock:
             return {key: n for key, n in self.commands.items() if n > 1 + self.lost_answers.get(key, 0)}
 
+    def accepted_keys(self) -> set[tuple[str, str]]:
+        """The (order id, command) keys accepted so far, read under the lock (safe while serving)."""
+        with self._lock:
+            return set(self.accepted)
+
     def repeats(self) -> dict[tuple[str, str], int]:
         """Every key POSTed more than once, whatever the reason (a kill with requests on the wire too)."""
         with self._lock:

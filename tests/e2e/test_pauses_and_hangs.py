@@ -194,6 +194,21 @@ def test_a_run_paused_past_its_lease_sends_nothing_after_another_took_its_keys_o
     assert states(ledger_target).get("in_flight", 0) == 0
 
 
+def test_a_run_paused_past_its_lease_whose_keys_nobody_took_renews_and_ends_green(sandbox, tmp_path):
+    """Resumed, the run sends nothing before a renewal; the database confirms it still holds its keys, so
+    it carries on: every row once, no repeat."""
+    ledger = str(tmp_path / "ledger.db")
+    sandbox.configure(latency=0.05)
+    a = worker(sandbox, ledger, "A")
+    wait_for(lambda: states(ledger).get("sent", 0) >= 40, what="A to deliver some rows")
+    os.kill(a.pid, signal.SIGSTOP)
+    time.sleep(1.5 * LEASE_S)
+    os.kill(a.pid, signal.SIGCONT)
+    code_a, report_a, output_a = finish(a)
+    assert code_a == 0 and report_a["counts"]["sent"] == 600, output_a[-3000:]
+    assert len(sandbox.accepted) == 600 and sandbox.repeats() == {}
+
+
 def test_a_heartbeat_connection_that_hangs_stops_its_run_before_another_takes_the_keys(sandbox):
     """The heartbeat's connection goes through a proxy that stalls: renewals hang. The run stops sending
     before its lease ends, is not green, and the next run delivers the rest once."""

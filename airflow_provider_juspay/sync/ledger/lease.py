@@ -366,11 +366,18 @@ class _Heartbeat:
         lease = self._lease
         lease_s = lease.clock.lease_s
         db: Database | None = None
+        last_beat = lease._monotonic()
         while not self._stop.is_set() and lease.lost is None:
             self._wake.wait(lease_s / 4)
             self._wake.clear()
             if self._stop.is_set():
                 break
+            now = lease._monotonic()
+            if now - last_beat > lease_s / 2:
+                # This thread stood still too: the whole process was paused (SIGSTOP, a VM stall), not
+                # stuck. Renew now: the database says whether another run took the keys meanwhile.
+                lease.progressed()
+            last_beat = now
             if lease.holdings and lease.idle_for() > lease_s:
                 lease.lose(
                     f"the run made no progress for {lease.idle_for():.0f} s (no answer, no claim, no "
