@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -46,7 +47,7 @@ from airflow_provider_juspay.errors import (
 )
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Outcome, printable
 from airflow_provider_juspay.ratelimit import RateLimitHint, parse_rate_limit
-from airflow_provider_juspay.transport import SessionTransport, StdlibTransport, Transport
+from airflow_provider_juspay.transport import Gate, SessionTransport, StdlibTransport, Transport
 
 __all__ = ["USER_AGENT", "AttemptControl", "JuspayClient", "RetryTally"]
 
@@ -69,6 +70,10 @@ class AttemptControl(Protocol):
     def before_attempt(self, record: FulfilmentRecord | None = None) -> None:
         """Wait for the pace; raise :class:`~airflow_provider_juspay.errors.RunStopped` when no request
         may leave any more."""
+
+    def admit(self, record: FulfilmentRecord) -> None:
+        """The last word, right before the request is written: raise
+        :class:`~airflow_provider_juspay.errors.RunStopped` if this record may not go out now."""
 
     def after_attempt(self, error: ApiError | None, hint: RateLimitHint | None = None) -> None:
         """Learn how an attempt ended (None: Juspay answered); a 429 slows the run, failures count;
@@ -163,11 +168,12 @@ class JuspayClient:
         def attempt() -> tuple[int, dict[str, Any]]:
             nonlocal attempts, last_error
             if control is not None:
-                control.before_attempt(record)  # the last word before the wire: pace, slot, lease
+                control.before_attempt(record)  # the pace and a slot
             attempts += 1
             self._hints.last = None
+            gate = partial(control.admit, record) if control is not None else None
             try:
-                answer = self._call("POST", path, record.order_id, body=body, headers=headers)
+                answer = self._call("POST", path, record.order_id, body=body, headers=headers, gate=gate)
                 _check_fulfilment_answer(answer[1], record.order_id, self._scrub)
             except ApiError as exc:
                 last_error = exc
@@ -279,14 +285,16 @@ class JuspayClient:
         body: str | None = None,
         headers: Mapping[str, str] | None = None,
         transport: Transport | None = None,
+        gate: Gate | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """One request, no retry: the status and decoded body of a 2xx, else the matching error.
 
         A body that is not a JSON object is an :class:`UnexpectedResponse` (unless the status is
-        5xx or 429, which are transient whatever the body says).
+        5xx or 429, which are transient whatever the body says). ``gate`` is asked right before the
+        request is written (see ``AttemptControl.admit``).
         """
         all_headers = {**self._headers, **headers} if headers else self._headers
-        answer = (transport or self._transport).exchange(method, path, body, all_headers, order_id)
+        answer = (transport or self._transport).exchange(method, path, body, all_headers, order_id, gate)
         # Per thread: the attempt that made this call reads it (a pacing hint, when the server gives one).
         self._hints.last = parse_rate_limit(answer.rate_limit, answer.rate_limit_policy)
         payload = _decode(answer.data)

@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -44,11 +44,22 @@ class Answer(NamedTuple):
     rate_limit_policy: str | None = None
 
 
+#: Asked right before the request is written to the socket (after connecting); raises to keep it off.
+Gate = Callable[[], None]
+
+
 class Transport(Protocol):
     def exchange(
-        self, method: str, path: str, body: str | None, headers: Mapping[str, str], order_id: str
+        self,
+        method: str,
+        path: str,
+        body: str | None,
+        headers: Mapping[str, str],
+        order_id: str,
+        gate: Gate | None = None,
     ) -> Answer:
-        """Send one request and read the whole answer; raise ``TransportError`` if none came."""
+        """Send one request and read the whole answer; raise ``TransportError`` if none came. ``gate``
+        is called once the connection is up, right before the request is written."""
         ...
 
     def abort_in_flight(self) -> int:
@@ -108,11 +119,19 @@ class StdlibTransport:
         self._closed = threading.Event()
 
     def exchange(
-        self, method: str, path: str, body: str | None, headers: Mapping[str, str], order_id: str
+        self,
+        method: str,
+        path: str,
+        body: str | None,
+        headers: Mapping[str, str],
+        order_id: str,
+        gate: Gate | None = None,
     ) -> Answer:
         flight, reused = self._checkout()
         try:
-            answer, keep = self._fly(flight, reused, method, self._prefix + path, body, headers, order_id)
+            answer, keep = self._fly(
+                flight, reused, method, self._prefix + path, body, headers, order_id, gate
+            )
         except BaseException:
             self._land(flight, keep=False)
             raise
@@ -132,18 +151,19 @@ class StdlibTransport:
         body: str | None,
         headers: Mapping[str, str],
         order_id: str,
+        gate: Gate | None = None,
     ) -> tuple[Answer, bool]:
         """One exchange on the flight's connection; every failure becomes our error, the connection closed."""
         conn = flight.conn
         try:
             try:
-                return self._once(conn, method, url, body, headers)
+                return self._once(conn, method, url, body, headers, gate)
             except _STALE:
                 if not reused or flight.cut:
                     raise
                 conn.close()
                 conn = flight.conn = self._new()
-                return self._once(conn, method, url, body, headers)
+                return self._once(conn, method, url, body, headers, gate)
         except ssl.SSLError as exc:
             conn.close()
             if flight.cut:
@@ -195,6 +215,7 @@ class StdlibTransport:
         url: str,
         body: str | None,
         headers: Mapping[str, str],
+        gate: Gate | None = None,
     ) -> tuple[Answer, bool]:
         if conn.sock is None:
             conn.connect()  # under the connect timeout
@@ -202,6 +223,8 @@ class StdlibTransport:
             sock.settimeout(self._timeouts.read)
             # Small requests must not wait for the peer's delayed ACK (Nagle); urllib3 does the same.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if gate is not None:
+            gate()  # the last word, with the connection up: nothing stands between it and the write
         # Bytes let http.client send head and body in one write.
         conn.request(method, url, body=body.encode() if body is not None else None, headers=dict(headers))
         response = conn.getresponse()
@@ -326,9 +349,17 @@ class SessionTransport:
         self._host = parts.hostname
 
     def exchange(
-        self, method: str, path: str, body: str | None, headers: Mapping[str, str], order_id: str
+        self,
+        method: str,
+        path: str,
+        body: str | None,
+        headers: Mapping[str, str],
+        order_id: str,
+        gate: Gate | None = None,
     ) -> Answer:
         deadline = time.monotonic() + self._deadline
+        if gate is not None:
+            gate()  # urllib3 connects inside urlopen: the gate comes just before it
         try:
             response = self._pool.urlopen(
                 method,

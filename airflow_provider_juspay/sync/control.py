@@ -151,27 +151,33 @@ class RunControl:
     # -- AttemptControl, for the client ----------------------------------------------------------
 
     def before_attempt(self, record: FulfilmentRecord | None = None) -> None:
-        """Wait for the pace and a slot; then, as the last step before the wire, ask the fence."""
+        """Wait for the pace and a slot (the fence is asked later, by :meth:`admit`)."""
         self.check()
         if self.pacer is not None:
             delay = self.pacer.reserve()
             if delay > 0:
                 self.sleep(delay)  # a 429's pause too: it ends early when the run stops
                 self.check()
-        started = None
         if self.limiter is not None:
             started = self.limiter.acquire(lambda: self.stopped)
             if started is None:
                 self.check()
             self._attempt.started = started
-        if self.fence is not None and record is not None:
-            try:
-                self.fence.admit(record)
-            except LeaseLost as exc:
-                if self.limiter is not None and started is not None:
-                    self.limiter.release(started)
-                self.stop(ErrorCode.LEASE_LOST, str(exc), exc)
-                self.check()
+
+    def admit(self, record: FulfilmentRecord) -> None:
+        """Asked by the transport right before the request is written, its connection up: the fence
+        (the ledger's lease on the key) lets it out, or the run stops and nothing more leaves."""
+        if self.fence is None:
+            return
+        try:
+            self.fence.admit(record)
+        except LeaseLost as exc:
+            self.stop(ErrorCode.LEASE_LOST, str(exc), exc)
+            started = getattr(self._attempt, "started", None)
+            if self.limiter is not None and started is not None:
+                self.limiter.release(started)  # after_attempt will not run: the attempt never left
+                self._attempt.started = None
+            self.check()
 
     def after_attempt(self, error: ApiError | None, hint: RateLimitHint | None = None) -> None:
         if self.fence is not None:
