@@ -31,6 +31,18 @@ def conn_json(base_url: str, **extra: object) -> str:
 
 
 DAY = date(2026, 11, 26)
+
+
+def in_flight_keys(connection) -> set[tuple[str, str]]:
+    """(order id, command) of the ledger's keys in flight: after a kill, what was on the wire or answered
+    and not yet written, the only keys a later run may send again (the sandbox's ``repeats()``)."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SELECT order_id, command FROM juspay_fulfilment_ledger WHERE state = 'in_flight'")
+        return {(order_id, command) for order_id, command in cursor.fetchall()}
+    finally:
+        cursor.close()
+        connection.commit()
 SELECT_ALL = "SELECT * FROM fulfilments ORDER BY id"
 
 

@@ -13,7 +13,7 @@ from contextlib import closing
 
 import pytest
 
-from tests.helpers import SELECT_ALL, conn_json, run_dag
+from tests.helpers import SELECT_ALL, conn_json, in_flight_keys, run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -85,6 +85,8 @@ def test_sigkill_mid_run_then_rerun_delivers_everything_once(airflow_db, sandbox
     victim.wait(timeout=30)
     crashed = ledger_states(path)
     assert crashed.get("in_flight", 0) > 0, f"killed mid-run, some requests were in flight: {crashed}"
+    with closing(sqlite3.connect(path, timeout=10)) as db:
+        unwritten = in_flight_keys(db)
     assert sum(crashed.values()) < seeded.good + seeded.unknown, "killed before the end"
 
     sandbox.configure(latency=0.0)
@@ -96,7 +98,9 @@ def test_sigkill_mid_run_then_rerun_delivers_everything_once(airflow_db, sandbox
     assert final.get("rejected", 0) == seeded.unknown
     assert final.get("in_flight", 0) == 0 and final.get("failed", 0) == 0
     assert final.get("sent", 0) + final.get("already_fulfilled", 0) == seeded.good
-    assert sandbox.doubles() == {}, "no command was accepted twice"
+    repeats = sandbox.repeats()
+    print(f"{len(repeats)} keys POSTed twice, of {len(unwritten)} in flight at the kill")
+    assert set(repeats) <= unwritten, "the only repeats: on the wire, or answered and unwritten, at the kill"
     with closing(sqlite3.connect(path)) as db:
         delivered = {
             (order_id, command)
