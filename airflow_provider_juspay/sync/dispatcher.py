@@ -46,6 +46,8 @@ class Dispatcher:
         self.send = send
         self.max_concurrency = max_concurrency
         self.control = control or RunControl()
+        #: The error the source (warehouse, ledger claims) raised, once it did: the run's own error.
+        self.source_error: Exception | None = None
 
     @property
     def stop_reason(self) -> Stop | None:
@@ -71,8 +73,16 @@ class Dispatcher:
         window = self.max_concurrency * 2  # records handed out and not yet returned, at most
         outstanding = 0
         finished = False
+        source_error: Exception | None = None
         try:
-            for item in source:
+            while True:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    break
+                except Exception as exc:  # the warehouse or the ledger failed: see below
+                    source_error = self.source_error = exc
+                    break
                 if isinstance(item, FulfilmentResult):
                     yield item
                     continue
@@ -87,6 +97,10 @@ class Dispatcher:
                 while not done.empty():
                     yield _unwrap(done.get())
                     outstanding -= 1
+            if source_error is not None:
+                # Nothing more leaves, but the requests on the wire finish and their results are handed
+                # on to be written: cut, they would be sent again by the next run.
+                self.control.stop(ErrorCode.ABORTED, f"the source failed ({type(source_error).__name__})")
             while outstanding:
                 yield _unwrap(done.get())
                 outstanding -= 1
@@ -100,6 +114,8 @@ class Dispatcher:
                 work.put(None)
             for worker in workers:
                 worker.join()
+        if source_error is not None:
+            raise source_error
 
     def _work(
         self,

@@ -64,7 +64,14 @@ class _Pipeline:
             return self.control.stopped
 
         claimed = self.ledger.filter(items, on_change=self.on_change, stopped=stopped)
-        yield from self.ledger.write_outcomes(self.dispatcher.run(claimed))
+        try:
+            yield from self.ledger.write_outcomes(self.dispatcher.run(claimed))
+        except Exception:
+            # Writing the last outcomes can fail for the reason the source did (the ledger's database
+            # gone): the source's error is the one to read.
+            if self.dispatcher.source_error is not None:
+                raise self.dispatcher.source_error from None
+            raise
         # Keys other runs held: decided once this run's own outcomes are written (see Ledger.settle_held).
         settled = self.ledger.settle_held(on_change=self.on_change, stopped=stopped)
         yield from self.ledger.write_outcomes(self.dispatcher.run(settled))
