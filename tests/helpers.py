@@ -43,6 +43,8 @@ def in_flight_keys(connection) -> set[tuple[str, str]]:
     finally:
         cursor.close()
         connection.commit()
+
+
 SELECT_ALL = "SELECT * FROM fulfilments ORDER BY id"
 
 
