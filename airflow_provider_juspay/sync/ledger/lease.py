@@ -209,7 +209,6 @@ class Lease:
         self._last_renewal = monotonic()
         self._last_progress = monotonic()
         self._renewed = threading.Condition()
-        self._renewals = 0
         #: Why the lease was lost, once it was.
         self.lost: str | None = None
         #: Called once, with the reason, when the lease is lost (the engine stops the run).
@@ -248,16 +247,16 @@ class Lease:
             self.holdings.mark_sent(key)
             return
         if self._heartbeat is not None:
-            seen = self._renewals
+            # Only a renewal that begins now can confirm the key (one under way may predate a pause).
             self._heartbeat.wake()
             wait_until = self._monotonic() + statement_timeout(self.clock.lease_s) / 2
             with self._renewed:
-                while self.lost is None and self._renewals == seen and self._monotonic() < wait_until:
+                while self.lost is None and self._monotonic() < wait_until:
+                    deadline = self.deadline(key)
+                    if deadline is not None and self._monotonic() < deadline:
+                        self.holdings.mark_sent(key)
+                        return
                     self._renewed.wait(0.05)
-            deadline = self.deadline(key)
-            if self.lost is None and deadline is not None and self._monotonic() < deadline:
-                self.holdings.mark_sent(key)
-                return
         self.lose(
             f"this run's lease on its keys was not renewed in time (the last confirmed renewal of "
             f"{key[0]!r} began {self._monotonic() - (self.holdings.since(key) or 0):.0f} s ago, lease "
@@ -327,7 +326,6 @@ class Lease:
                 return
             self.holdings.confirm([k for k, n in zip(keys, changed, strict=True) if n == 1], began)
         with self._renewed:
-            self._renewals += 1
             self._renewed.notify_all()
 
     def stop(self) -> None:
