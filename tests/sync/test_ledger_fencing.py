@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import pytest
 
 from airflow_provider_juspay.errors import LeaseLost
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
+from airflow_provider_juspay.sync.control import RunControl
+from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.ledger.rows import timestamp
+from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.helpers import MERCHANT_ID
 from tests.sync.test_ledger import progressing, rows, run
 
@@ -145,3 +149,35 @@ def test_a_run_that_lost_its_lease_sends_nothing_more_but_writes_what_it_knows(d
     assert ledger.states()[("L-0", "INITIATE_REFUND", "F-0")] == "sent", "written after the lease was lost"
     ledger.close()
     assert set(ledger.states().values()) == {"sent", "not_attempted"}, "the unsent two given back"
+
+
+def test_a_heartbeat_renewing_every_50_ms_beside_outcome_writes_keeps_the_lease(db, client, connect):
+    """Renewals (one key at a time, in key order) beside outcomes written in batches (key order too), on
+    keys whose text order is not their claim order: the run keeps its lease and writes every outcome."""
+    ledger = Ledger(
+        db,
+        merchant_id=MERCHANT_ID,
+        run=RunInfo("dag", "run-1", "push", 1),
+        lease_s=0.4,
+        connect=connect,
+        batch_size=150,
+        flush_every_s=0.05,
+    )
+    ledger.ensure_table()
+    control = RunControl()
+    many = [
+        {"order_id": f"D-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        for i in range(2500)
+    ]
+    report = push(
+        many,
+        report=ReportBuilder(),
+        make_record=FulfilmentRecord.from_mapping,
+        send=partial(client.fulfil, control=control),
+        max_concurrency=16,
+        ledger=ledger,
+        control=control,
+    ).report.to_dict()
+    ledger.close()
+    assert report["stopped"] is None and report["counts"]["sent"] == 2500, report["stopped"]
+    assert set(ledger.states().values()) == {"sent"}
