@@ -51,7 +51,8 @@ class Fence(Protocol):
     """What stands between a worker and the wire (the ledger's lease): asked right before each attempt."""
 
     def admit(self, record: FulfilmentRecord) -> None:
-        """Return if ``record`` may go out now; raise :class:`LeaseLost` if not."""
+        """Return if ``record`` may go out now; else raise
+        :class:`~airflow_provider_juspay.errors.LeaseLost`."""
 
     def progressed(self) -> None:
         """An answer arrived."""

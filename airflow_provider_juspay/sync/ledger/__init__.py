@@ -83,8 +83,9 @@ class Ledger:
         they are ``not_attempted`` (HELD_BY_STALLED_RUN) and the run is not green.
     :param clock: the steady clock leases and the fence are judged on (never stepped).
 
-    Every statement on its connections is bounded (:func:`~.lease.statement_timeout`). A sender asks
-    :meth:`admit` right before each request: it passes only while this run's lease on the key holds.
+    Every statement on its connections is bounded
+    (:func:`~airflow_provider_juspay.sync.ledger.lease.statement_timeout`). A sender asks :meth:`admit`
+    right before each request: it passes only while this run's lease on the key holds.
     """
 
     def __init__(
@@ -139,7 +140,8 @@ class Ledger:
 
     def admit(self, record: FulfilmentRecord) -> None:
         """Return only if this run may send ``record`` now: it holds the key's lease, confirmed by the
-        database less than a lease (less a margin) ago; else raise :class:`LeaseLost` (the run stops)."""
+        database less than a lease (less a margin) ago; else raise
+        :class:`~airflow_provider_juspay.errors.LeaseLost` (the run stops)."""
         self._lease.admit(Key.of(record))
 
     def progressed(self) -> None:
