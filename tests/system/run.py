@@ -278,7 +278,9 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
         f"extra {event['extra']}"
     )
     assert state == "success" and event.get("partition_key") == str(DAY)
-    assert event["extra"]["partition_key"] == str(DAY) and event["extra"]["counts"]["sent"] == 2
+    counts = event["extra"]["counts"]
+    # A reply the sandbox lost (0.5%) is retried and answered ALREADY_EXISTS: delivered all the same.
+    assert event["extra"]["partition_key"] == str(DAY) and counts["sent"] + counts["already_fulfilled"] == 2
 
     # Unpausing also started the run of today's partition: every run sends its own partition's orders.
     def partition_runs() -> list[dict] | None:
