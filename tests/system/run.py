@@ -29,6 +29,8 @@ MERCHANT_ID = "demo_merchant"
 #: The day the warehouse holds, relative to the clock (two days back): the nightly sync backfills it, and
 #: the hourly retry example, which reads the rows of the week before its run, finds them on any date.
 DAY = (datetime.now(timezone.utc) - timedelta(days=2)).date()
+#: A second day, pushed only by the sharded sync: four shards with rows to send, at once on both workers.
+SHARD_DAY = DAY - timedelta(days=1)
 ROWS = 2000
 
 
@@ -90,13 +92,15 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     warehouse_uri = f"{deployment.pg_uri}/warehouse"
     with psycopg2.connect(warehouse_uri) as db:
         seeded = seed_warehouse(db, DAY, ROWS, placeholder="%s")
-    for order_id in seeded.unknown_ids:
+        sharded_day = seed_warehouse(db, SHARD_DAY, ROWS, placeholder="%s")
+    unknown = set(seeded.unknown_ids) | set(sharded_day.unknown_ids)
+    for order_id in unknown:
         sandbox.orders[order_id] = "NOT_FOUND"
-    day_keys = good_keys(warehouse_uri)  # the day's valid commands, read once
-    expected = {(o, c) for o, c in day_keys if o not in seeded.unknown_ids}
+    day_keys = good_keys(warehouse_uri)  # both days' valid commands, read once
+    expected = {(o, c) for o, c in day_keys if o not in unknown}
     say(
         f"warehouse seeded: {seeded.total} rows of {DAY} ({seeded.good} good, {seeded.unknown} unknown, "
-        f"{seeded.bad} bad)"
+        f"{seeded.bad} bad), and {sharded_day.total} rows of {SHARD_DAY} for the sharded sync"
     )
 
     rest = Rest(deployment.api)
@@ -201,7 +205,7 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
 
     # -- the sharded sync: four shards at once, on both workers ------------------------------------
     rest.unpause("juspay_sharded_sync")
-    sharded = rest.trigger("juspay_sharded_sync", logical_date=f"{DAY + timedelta(days=1)}T00:00:00Z")
+    sharded = rest.trigger("juspay_sharded_sync", logical_date=f"{SHARD_DAY + timedelta(days=1)}T00:00:00Z")
     state = rest.wait_run("juspay_sharded_sync", sharded, timeout=300)
     shards = [t for t in rest.task_instances("juspay_sharded_sync", sharded) if t["task_id"] == "push_shard"]
     hosts = {t["hostname"] for t in shards}
@@ -211,7 +215,7 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
         for t in shards
     ]
     say(f"sharded sync: {state}; {len(shards)} on {sorted(hosts)}, overlapping: {overlap}, rows {totals}")
-    assert state == "success" and len(shards) == 4 and sum(totals) == seeded.total
+    assert state == "success" and len(shards) == 4 and sum(totals) == sharded_day.total
     assert hosts == {"worker1", "worker2"}, hosts
     assert overlap, [(t["start_date"], t["end_date"]) for t in shards]
 
