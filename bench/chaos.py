@@ -1,9 +1,10 @@
 """Case 8, chaos: many overlapping runs with a ledger, and faults at random (seeded, printed): SIGKILL,
-SIGSTOP longer than the lease, SIGTERM, Juspay outages; then a clean run. It prints rows missing, keys
+SIGSTOP longer than the lease, SIGTERM, Juspay outages and, on PostgreSQL, ledger database restarts; then
+a clean run. It prints rows missing, keys
 POSTed more than once (and how many of those were in flight in a run at its fault: on the wire, or
 answered and not yet written), runs that ended green with rows undelivered, and the seed.
 
-    python -m bench.chaos --rows 100000 --seed 7          (make bench BENCH_ARGS="--cases chaos")
+    python -m bench.chaos --rows 100000 --seed 7 [--postgres]     (make bench-chaos)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from airflow_provider_juspay.sync.ledger.outcomes import DEFAULT_FLUSH_EVERY_S
 from airflow_provider_juspay.sync.ledger.rows import timestamp
 from airflow_provider_juspay.testing.sandbox import Sandbox
 from bench.ledger_worker import API_KEY, MERCHANT_ID
+from bench.own_postgres import OwnPostgres
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,6 +49,7 @@ class Outcome:
     seed: int
     rows: int
     runs: int
+    ledger: str
     faults: dict[str, int]
     missing: int
     repeats: int
@@ -59,7 +62,7 @@ class Outcome:
     def table(self) -> str:
         lines = [
             f"Case 8, chaos: {self.rows} rows over {self.runs} overlapping runs, then a clean run "
-            f"(seed {self.seed}; {self.seconds:.0f} s)",
+            f"(ledger on {self.ledger}; seed {self.seed}; {self.seconds:.0f} s)",
             "  faults injected: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())),
             f"  rows missing:                          {self.missing}   (goal 0)",
             f"  runs green with rows undelivered:      {self.green_undelivered}   (goal 0)",
@@ -72,31 +75,34 @@ class Outcome:
         return "\n".join(lines)
 
 
-def _in_flight(ledger: str, run_name: str | None = None) -> set[tuple[str, str]]:
-    with closing(sqlite3.connect(ledger, timeout=30)) as db:
-        sql = "SELECT order_id, command FROM juspay_fulfilment_ledger WHERE state = 'in_flight'"
-        params: list[str] = []
-        if run_name is not None:
-            sql += " AND run_id = ?"
-            params.append(f"run-{run_name}")
-        try:
-            return {(o, c) for o, c in db.execute(sql, params)}
-        except sqlite3.OperationalError:  # not created yet
-            return set()
+def _query(ledger: str, sql: str, params: list[str]) -> list[tuple[str, ...]]:
+    """Rows of a query on the ledger (a SQLite path or a PostgreSQL URI); none while it is unreachable."""
+    try:
+        if ledger.startswith("postgresql://"):
+            import psycopg2
+
+            with closing(psycopg2.connect(ledger, connect_timeout=5)) as db, db.cursor() as cursor:
+                cursor.execute(sql.replace("?", "%s"), params)
+                return [tuple(row) for row in cursor.fetchall()]
+        with closing(sqlite3.connect(ledger, timeout=30)) as db:
+            return [tuple(row) for row in db.execute(sql, params)]
+    except Exception:  # not created yet, or the database is restarting
+        return []
+
+
+def _in_flight(ledger: str, run_name: str | None) -> set[tuple[str, str]]:
+    """The keys a run (or every run) holds in flight: on the wire, or answered and not yet written."""
+    sql = "SELECT order_id, command FROM juspay_fulfilment_ledger WHERE state = 'in_flight'"
+    if run_name is None:
+        return {(o, c) for o, c in _query(ledger, sql, [])}
+    return {(o, c) for o, c in _query(ledger, sql + " AND run_id = ?", [f"run-{run_name}"])}
 
 
 def _live_in_flight(ledger: str) -> set[str]:
-    """Order ids in flight under a lease that has not ended (SQLite's clock is this machine's)."""
+    """Order ids in flight under a lease that has not ended (the database runs on this machine's clock)."""
     now = timestamp(datetime.now(timezone.utc))
-    with closing(sqlite3.connect(ledger, timeout=30)) as db:
-        try:
-            rows = db.execute(
-                "SELECT order_id FROM juspay_fulfilment_ledger WHERE state = 'in_flight' AND lease_until > ?",
-                [now],
-            )
-            return {o for (o,) in rows}
-        except sqlite3.OperationalError:
-            return set()
+    sql = "SELECT order_id FROM juspay_fulfilment_ledger WHERE state = 'in_flight' AND lease_until > ?"
+    return {o for (o,) in _query(ledger, sql, [now])}
 
 
 def _start(sandbox: Sandbox, ledger: str, name: str, first: int, rows: int, lease: float) -> subprocess.Popen:
@@ -109,11 +115,20 @@ def _start(sandbox: Sandbox, ledger: str, name: str, first: int, rows: int, leas
 
 
 def run(
-    rows: int = 100_000, runs: int = 24, seed: int = 7, lease: float = 3.0, workdir: str | None = None
+    rows: int = 100_000, runs: int = 24, seed: int = 7, lease: float = 3.0, postgres: bool = False
 ) -> Outcome:
+    """The chaos case; with ``postgres`` the ledger lives in a PostgreSQL server of its own, restarted
+    at random too (else in a SQLite file)."""
     rng = random.Random(seed)
     started = time.monotonic()
-    ledger = str(Path(workdir or tempfile.mkdtemp(prefix="juspay-chaos-")) / "ledger.db")
+    server = None
+    if postgres:
+        server = OwnPostgres()
+        server.start()
+        ledger = server.uri
+    else:
+        ledger = str(Path(tempfile.mkdtemp(prefix="juspay-chaos-")) / "ledger.db")
+    kinds = ["kill", "stop", "term", "outage"] + (["db_restart"] if server is not None else [])
     sandbox = Sandbox(api_key=API_KEY, merchant_id=MERCHANT_ID, record=False, seed=seed).start()
     faults: dict[str, int] = {}
     at_faults: set[tuple[str, str]] = set()
@@ -143,6 +158,14 @@ def run(
             sandbox.configure(error_rate=1.0)
             threading.Timer(rng.uniform(0.5, 2.0), lambda: sandbox.configure(error_rate=0.0)).start()
             return
+        if kind == "db_restart" and server is not None:
+            faults[kind] = faults.get(kind, 0) + 1
+            server.kill()  # every run's connections drop: what they knew and had not written is lost
+            time.sleep(rng.uniform(0.5, 2.0))
+            server.start()
+            # Read back at once: the rows in flight are those of the kill (no run wrote while it was down).
+            at_faults.update(_in_flight(ledger, None))
+            return
         if not candidates:
             return
         victim = rng.choice(candidates)
@@ -165,7 +188,7 @@ def run(
         )
         time.sleep(rng.uniform(0.1, 0.6))
         if rng.random() < 0.6:
-            fault(rng.choice(["kill", "stop", "term", "outage"]))
+            fault(rng.choice(kinds))
         reap()
     while live:
         reap()
@@ -182,6 +205,7 @@ def run(
         seed=seed,
         rows=rows,
         runs=runs,
+        ledger="PostgreSQL" if server is not None else "SQLite",
         faults=faults,
         missing=rows - len(sandbox.accepted_keys()),
         repeats=len(repeats),
@@ -192,6 +216,8 @@ def run(
         seconds=time.monotonic() - started,
     )
     sandbox.stop()
+    if server is not None:
+        server.remove()
     return outcome
 
 
@@ -203,8 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=24)
     parser.add_argument("--seed", type=int, default=random.randrange(1_000_000))
     parser.add_argument("--lease", type=float, default=3.0)
+    parser.add_argument("--postgres", action="store_true", help="the ledger on a PostgreSQL of its own")
     args = parser.parse_args(argv)
-    print(run(args.rows, args.runs, args.seed, args.lease).table())
+    print(run(args.rows, args.runs, args.seed, args.lease, args.postgres).table())
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chaos-rows", type=int, default=100_000, help="rows of the chaos case (8)")
     parser.add_argument("--chaos-seed", type=int, default=None, help="seed of the chaos case (random)")
     parser.add_argument(
+        "--chaos-postgres", action="store_true", help="chaos case: the ledger on a PostgreSQL of its own"
+    )
+    parser.add_argument(
         "--pacing-scale", type=float, default=1.0, help="length of the pacing runs (case 7), 1 = 16-32 s each"
     )
     parser.add_argument("--n", type=int, default=4000, help="records per bulk run (cases 1, 4)")
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     if "chaos" in cases:
         seed = args.chaos_seed if args.chaos_seed is not None else random.randrange(1_000_000)
         runs = 24 if args.chaos_rows >= 20_000 else 6
-        print(chaos.run(args.chaos_rows, runs=runs, seed=seed).table(), flush=True)
+        outcome = chaos.run(args.chaos_rows, runs=runs, seed=seed, postgres=args.chaos_postgres)
+        print(outcome.table(), flush=True)
     print(f"\nbench finished in {time.monotonic() - started:.0f}s")
 
 

@@ -46,11 +46,17 @@ def test_every_benchmark_case_runs_at_tiny_sizes():
         assert "PostgreSQL (server-side cursor) warehouse" in out
 
 
-def test_the_chaos_case_delivers_every_row_and_explains_every_repeat():
-    """A small seeded chaos run (kills, pauses past the lease, SIGTERM, outages), then a clean run."""
+@pytest.mark.parametrize("ledger", ["sqlite", "postgres"])
+def test_the_chaos_case_delivers_every_row_and_explains_every_repeat(ledger):
+    """A small seeded chaos run (kills, pauses past the lease, SIGTERM, outages, and on PostgreSQL
+    database restarts), then a clean run."""
     from bench import chaos
+    from bench.own_postgres import NoPostgres
 
-    outcome = chaos.run(rows=2000, runs=8, seed=11, lease=2.0)
+    try:
+        outcome = chaos.run(rows=3000, runs=10, seed=1, lease=2.0, postgres=ledger == "postgres")
+    except NoPostgres as exc:
+        pytest.skip(str(exc))
     print(outcome.table())
     assert outcome.faults, "faults were injected"
     assert outcome.missing == 0 and outcome.clean_run_code == 0

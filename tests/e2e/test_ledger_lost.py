@@ -4,16 +4,13 @@ when their lease passes, and every row is delivered exactly once, nothing left i
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from bench.own_postgres import NoPostgres, OwnPostgres
 from tests.e2e.test_production_runs import dags_test, ledger_states
 from tests.helpers import SELECT_ALL, conn_json, in_flight_keys
 
@@ -23,50 +20,12 @@ pytestmark = pytest.mark.e2e
 LEASE_S = int(os.environ.get("JUSPAY_LEDGER_LOST_LEASE", "10"))
 
 
-class OwnPostgres:
-    """A PostgreSQL server of the test's own on loopback, to stop and start (the CI one must stay up)."""
-
-    def __init__(self) -> None:
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-        if not bins:
-            pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
-        self.bin = bins[-1]
-        self.root = Path(tempfile.mkdtemp(prefix="juspay-ledger-pg-"))
-        self.data = self.root / "data"
-        self.data.mkdir()
-        self.run_as: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses root: run it as postgres
-            shutil.chown(self.root, "postgres")
-            shutil.chown(self.data, "postgres")
-            self.run_as = ["runuser", "-u", "postgres", "--"]
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.uri = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        self._pg("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
-
-    def _pg(self, tool: str, *args: str) -> None:
-        subprocess.run(
-            [*self.run_as, str(self.bin / tool), *args], check=True, capture_output=True, timeout=120
-        )
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1"
-        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.data / "log"), "-w", "-o", options, "start")
-
-    def kill(self) -> None:
-        """As a crash or a failover does: every connection dropped at once, nothing shut down cleanly."""
-        self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-    def remove(self) -> None:
-        stop = [*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
-        subprocess.run(stop, capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture
 def own_postgres():
-    server = OwnPostgres()
+    try:
+        server = OwnPostgres()
+    except NoPostgres as exc:
+        pytest.skip(str(exc))
     server.start()
     yield server
     server.remove()
