@@ -172,7 +172,6 @@ def test_a_run_paused_past_its_lease_sends_nothing_after_another_took_its_keys_o
     on_the_wire = in_flight(ledger_target)
     b = worker(sandbox, ledger_target, "B")
     code_b, report_b, output_b = finish(b)
-    assert time.monotonic() - paused < 1.5 * LEASE_S + 10
     time.sleep(max(0.0, paused + 1.5 * LEASE_S - time.monotonic()))
     resumed = time.monotonic()
     os.kill(a.pid, signal.SIGCONT)

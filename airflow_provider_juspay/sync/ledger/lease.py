@@ -358,7 +358,8 @@ class _Heartbeat:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            # A renewal hung on a dead connection is not waited out: the thread is a daemon.
+            self._thread.join(timeout=min(10.0, self._lease.clock.lease_s / 2))
 
     def _run(self) -> None:
         lease = self._lease
