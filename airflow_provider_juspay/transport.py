@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -86,6 +86,33 @@ class _Flight:
         self.conn = conn
         self.deadline = deadline
         self.cut: str | None = None  # "deadline" or "cancelled"
+
+
+class _Gated:
+    """``http.client`` connections that ask a gate right before the request's bytes are written (the
+    ledger's fence), with the connection up and the request built: one call between the two."""
+
+    gate: Gate | None = None
+    sock: socket.socket | None
+
+    def send(self, data: Any) -> None:
+        gate, self.gate = self.gate, None
+        sock = self.sock
+        if gate is not None and sock is not None and isinstance(data, bytes):
+            gate()
+            sock.sendall(data)
+            return
+        if gate is not None:
+            gate()
+        super().send(data)  # type: ignore[misc]
+
+
+class _GatedHTTPConnection(_Gated, http.client.HTTPConnection):
+    pass
+
+
+class _GatedHTTPSConnection(_Gated, http.client.HTTPSConnection):
+    pass
 
 
 class StdlibTransport:
@@ -223,8 +250,8 @@ class StdlibTransport:
             sock.settimeout(self._timeouts.read)
             # Small requests must not wait for the peer's delayed ACK (Nagle); urllib3 does the same.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if gate is not None:
-            gate()  # the last word, with the connection up: nothing stands between it and the write
+        # The gate is asked in send(), with the request's bytes built: only the write comes after it.
+        conn.gate = gate  # type: ignore[attr-defined]
         # Bytes let http.client send head and body in one write.
         conn.request(method, url, body=body.encode() if body is not None else None, headers=dict(headers))
         response = conn.getresponse()
@@ -297,10 +324,10 @@ class StdlibTransport:
 
     def _new(self) -> http.client.HTTPConnection:
         if self._tls is not None:
-            return http.client.HTTPSConnection(
+            return _GatedHTTPSConnection(
                 self._host, self._port, timeout=self._timeouts.connect, context=self._tls
             )
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeouts.connect)
+        return _GatedHTTPConnection(self._host, self._port, timeout=self._timeouts.connect)
 
     def close(self) -> None:
         self._closed.set()

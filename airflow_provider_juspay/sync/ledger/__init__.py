@@ -183,10 +183,18 @@ class Ledger:
         Keys another run holds are not passed on: :meth:`settle_held` decides them after the rest.
         """
         for batch in self._batches(items, on_change):
-            if stopped is not None and stopped():
+            if stopped is not None and (stopped() or self._lease.lost is not None):
                 yield from self._claims.preview_batch(batch, on_change)
-            else:
-                yield from self._claims.claim_batch(batch, on_change)
+                continue
+            try:
+                claimed = self._claims.claim_batch(batch, on_change)
+            except LeaseLost:
+                if stopped is None:
+                    raise
+                # Lost between the look above and the claim (the heartbeat's thread): nothing was
+                # claimed; the run is stopping, so the batch passes on unclaimed, to be not_attempted.
+                claimed = self._claims.preview_batch(batch, on_change)
+            yield from claimed
 
     def settle_held(
         self, *, on_change: str = "send", stopped: Callable[[], bool] | None = None

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from airflow_provider_juspay.errors import ErrorCode
+from airflow_provider_juspay.errors import ErrorCode, LeaseLost
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Item, Outcome
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.ledger.lease import Lease
@@ -313,7 +313,13 @@ class Claims:
                     continue
                 del held[key]
             if to_decide:
-                yield from self.claim_batch(list(to_decide), on_change)
+                try:
+                    decided = self.claim_batch(list(to_decide), on_change)
+                except LeaseLost:  # this run is stopping: these are not_attempted below
+                    for record in to_decide:
+                        held[Key.of(record)] = _Waiting(record)
+                    break
+                yield from decided
                 # What the claim found held again goes back to waiting, with the lease seen now.
                 for key, waiting in self._held.items():
                     held.setdefault(key, waiting)
@@ -323,7 +329,7 @@ class Claims:
             if held:
                 self._sleep(poll)
         waited = self._monotonic() - started
-        if held and not stopped():
+        if held and not stopped() and self._lease.lost is None:
             holders = sorted({w.row.holder for w in held.values() if w.row is not None})
             log.warning(
                 "%d keys are still held by %s, whose lease was not renewed in the %.0f s this run waited "
@@ -333,7 +339,7 @@ class Claims:
                 waited,
             )
         for key, waiting in held.items():
-            still[key] = self._not_settled(waiting, waited, stopped())
+            still[key] = self._not_settled(waiting, waited, stopped() or self._lease.lost is not None)
         yield from still.values()
 
     def _not_settled(self, waiting: _Waiting, waited: float, stopped: bool) -> FulfilmentResult:

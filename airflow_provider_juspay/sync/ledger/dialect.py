@@ -161,8 +161,9 @@ class Database:
 
     def limit_statements(self, seconds: float) -> None:
         """Bound every later statement on this connection: SQLite waits for a lock at most ``seconds``
-        (busy timeout); PostgreSQL cancels a statement, or a wait for a lock, that takes longer. Other
-        databases keep their own settings (said once)."""
+        (busy timeout); PostgreSQL cancels a statement, or a wait for a lock, that takes longer, and ends
+        a session left idle inside a transaction that long. Other databases keep their own settings
+        (said once)."""
         driver = _driver(self.connection)
         ms = max(1, int(seconds * 1000))
         try:
@@ -173,6 +174,9 @@ class Database:
                 try:
                     cursor.execute(f"SET statement_timeout = {ms}")
                     cursor.execute(f"SET lock_timeout = {ms}")
+                    # A client that hangs inside a transaction (a stalled network) must not keep its row
+                    # locks, which would hold back the run's own writes and other runs' claims.
+                    cursor.execute(f"SET idle_in_transaction_session_timeout = {ms}")
                 finally:
                     cursor.close()
                 self.connection.commit()
