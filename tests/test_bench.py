@@ -54,7 +54,7 @@ def test_the_chaos_case_delivers_every_row_and_explains_every_repeat(ledger):
     from bench.own_postgres import NoPostgres
 
     try:
-        outcome = chaos.run(rows=3000, runs=10, seed=1, lease=2.0, postgres=ledger == "postgres")
+        outcome = chaos.run(rows=4000, runs=10, seed=3, lease=3.0, postgres=ledger == "postgres")
     except NoPostgres as exc:
         pytest.skip(str(exc))
     print(outcome.table())
