@@ -70,7 +70,7 @@ class _Waiting:
     """A key another run held when this one wanted it, and the lease seen on it last time."""
 
     record: FulfilmentRecord
-    lease_seen: str | None = None
+    #: The key's row when last looked at (its lease end is the one a renewal must pass).
     row: LedgerRow | None = None
 
 
@@ -298,9 +298,10 @@ class Claims:
                 if row is None or row.state != IN_FLIGHT or not self._held_by_a_live_run(row, live_after):
                     to_decide.append(waiting.record)  # delivered, failed, or left by its holder
                 elif (
-                    waiting.lease_seen is not None
+                    waiting.row is not None
+                    and waiting.row.lease_until is not None
                     and row.lease_until is not None
-                    and (row.lease_until > waiting.lease_seen)
+                    and row.lease_until > waiting.row.lease_until
                 ):
                     still[key] = result_for(
                         waiting.record,
@@ -309,7 +310,7 @@ class Claims:
                         f"{row.lease_until} while this run watched): that run sends it",
                     )
                 else:
-                    waiting.lease_seen, waiting.row = row.lease_until, row
+                    waiting.row = row
                     continue
                 del held[key]
             if to_decide:

@@ -49,17 +49,6 @@ class RunInfo:
         """In the order of the table's run columns."""
         return [self.dag_id, self.run_id, self.task_id, self.try_number, self.map_index]
 
-    def is_earlier_try_of(self, row: LedgerRow) -> bool:
-        """Whether ``row`` was written by an earlier try of this same task instance (now over)."""
-        return (
-            self.dag_id is not None
-            and self.try_number is not None
-            and row.try_number is not None
-            and (row.dag_id, row.run_id, row.task_id) == (self.dag_id, self.run_id, self.task_id)
-            and _map_index(row.map_index) == _map_index(self.map_index)
-            and row.try_number < self.try_number
-        )
-
 
 @dataclass(frozen=True)
 class LedgerRow:
