@@ -438,3 +438,51 @@ def test_a_heartbeat_that_cannot_renew_in_time_loses_the_lease_and_stops_the_run
     with pytest.raises(LeaseLost):
         list(ledger.filter([FulfilmentRecord.from_mapping(r) for r in rows(3)]))  # nothing more is claimed
     ledger.close()
+
+
+def _journal_file(path, rows_in_table):
+    """A SQLite file in the default rollback journal, holding ``rows_in_table`` rows to stream."""
+    seed = sqlite3.connect(path)
+    seed.execute("CREATE TABLE src (order_id TEXT, fulfillment_status TEXT, fulfillment_command TEXT)")
+    seed.executemany(
+        "INSERT INTO src VALUES (?, 'SUCCESS', 'NO_ACTION')", [(f"W-{i}",) for i in range(rows_in_table)]
+    )
+    seed.commit()
+    assert seed.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    seed.close()
+
+
+def test_a_ledger_in_the_file_a_query_streams_from_switches_it_to_wal_and_every_row_goes(
+    tmp_path, client, sandbox
+):
+    """The README's set-up: warehouse and ledger in one SQLite file. In the rollback journal the open
+    read of the streaming query locks out the ledger's claims ("database is locked" after the busy
+    timeout); the ledger switches the file to WAL before the query starts."""
+    from airflow_provider_juspay.sync.sources import stream_query
+
+    path = tmp_path / "warehouse.db"
+    _journal_file(path, 2500)
+    ledger = Ledger(
+        sqlite3.connect(path, check_same_thread=False), merchant_id=MERCHANT_ID, lease_s=4, batch_size=50
+    )
+    ledger.ensure_table()
+    warehouse = sqlite3.connect(path)
+    report = run(client, ledger, stream_query(warehouse, "SELECT * FROM src", fetch_size=100))
+    assert report["counts"]["sent"] == 2500, report
+    assert len(sandbox.accepted) == 2500 and sandbox.repeats() == {}
+    assert warehouse.execute("PRAGMA journal_mode").fetchone()[0] == "wal", "a lasting setting of the file"
+
+
+def test_a_sqlite_ledger_that_cannot_switch_to_wal_fails_at_once_with_the_line_that_fixes_it(tmp_path):
+    from airflow_provider_juspay.errors import ConfigError
+
+    path = tmp_path / "warehouse.db"
+    _journal_file(path, 10)
+    reader = sqlite3.connect(path)
+    streaming = reader.execute("SELECT * FROM src")  # an open read holds the file's shared lock
+    streaming.fetchone()
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"PRAGMA journal_mode=WAL") as caught:
+        Ledger(sqlite3.connect(path, timeout=0), merchant_id=MERCHANT_ID, lease_s=0.4)
+    assert str(path) in str(caught.value) and "ledger_conn_id" in str(caught.value)
+    assert time.monotonic() - started < 10, "at once, not after a run's worth of waiting"

@@ -114,6 +114,7 @@ class Ledger:
         self.claim_id = uuid.uuid4().hex
         self.db = Database(connection, marker_for(placeholder) if placeholder else None)
         self.db.limit_statements(statement_timeout(lease_s))
+        self.db.let_readers_write_beside()
         statements = _Statements.for_table(self.db, table)
         lease_clock = LeaseClock(self.db, lease_s, wall_clock, steady=clock)
         self._lease = Lease(

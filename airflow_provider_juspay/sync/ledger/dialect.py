@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_juspay.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 #: The bind marker of the ``i``-th parameter (0-based) of a statement.
@@ -185,6 +187,38 @@ class Database:
         except Exception as exc:  # a driver that refuses: its own timeouts apply
             self.rollback()
             _say_once(f"could not set a statement timeout on {driver} ({type(exc).__name__}: {exc})")
+
+    def let_readers_write_beside(self) -> None:
+        """On a SQLite file, switch it to WAL once, so that a query still streaming rows from the same
+        file (the warehouse) does not lock the ledger's writes out ("database is locked" mid-run).
+
+        WAL is a lasting property of the file. Raises :class:`ConfigError` with the one-line fix when
+        the switch is refused (another process holds the file); other databases need nothing."""
+        if _driver(self.connection) != "sqlite3":
+            return
+        cursor = self.connection.cursor()
+        try:
+            mode = str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            path = next((row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"), "")
+            if mode in ("wal", "memory") or not path:  # in-memory and temporary databases have no readers
+                return
+            try:
+                mode = str(cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            except Exception as exc:  # locked by another process past the busy timeout
+                mode = f"{mode} ({type(exc).__name__}: {exc})"
+        finally:
+            cursor.close()
+        if mode != "wal":
+            raise ConfigError(
+                f"the SQLite ledger {path} could not be switched to WAL (journal mode {mode}), which a "
+                "ledger in a file other runs or a query read needs. Run once, with nothing else using the "
+                f"file: sqlite3 {path} 'PRAGMA journal_mode=WAL;'  (or give ledger_conn_id another file)"
+            )
+        log.info(
+            "Ledger: switched the SQLite file %s to WAL, so that reads and the ledger's writes go "
+            "side by side (a lasting setting of the file)",
+            path,
+        )
 
     def clock(self) -> datetime:
         """The database's current time, in UTC."""
