@@ -2,10 +2,11 @@
 
 The SQL selects the rows of the run's data interval, so re-running a day or backfilling past days
 (`airflow backfill create --dag-id juspay_nightly_sync --from-date 2026-11-01 --to-date 2026-11-26`,
-Airflow 3's command) sends each day's rows.
+Airflow 3's command) sends each day's rows; by hand, day D is the run at logical date D+1, noon
+(docs/howto/nightly.md, "Which logical date syncs day D").
 Needs a ``juspay_default`` connection and a SQL connection ``warehouse`` (any DbApiHook: SQLite,
-Postgres, Snowflake, ...) holding a ``fulfilments`` table; the ledger table is created there. On SQLite,
-put the file in WAL mode (``PRAGMA journal_mode=WAL``) so the ledger can be written while rows are read.
+Postgres, Snowflake, ...; docs/warehouse.md) holding a ``fulfilments`` table; the ledger table is created
+there (on SQLite the ledger switches the file to WAL, so rows are read while the ledger writes).
 """
 
 from __future__ import annotations

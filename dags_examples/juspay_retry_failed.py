@@ -22,7 +22,7 @@ JOIN juspay_fulfilment_ledger AS l
  AND l.command = UPPER(f.fulfillment_command)
  AND l.fulfillment_id = COALESCE(f.fulfillment_id, '')
 WHERE l.state IN ('rejected', 'failed', 'not_attempted', 'in_flight')
-  AND f.updated_at >= '{{ (data_interval_end - macros.timedelta(days=7)).isoformat() }}'
+  AND f.updated_at >= '{{ (data_interval_end - macros.timedelta(days=7)).to_datetime_string() }}'
 ORDER BY f.id
 """
 

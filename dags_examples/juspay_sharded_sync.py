@@ -20,8 +20,8 @@ QUERY = """
 SELECT order_id, fulfillment_status, fulfillment_command, fulfillment_time, fulfillment_id,
        fulfillment_data, routing_id
 FROM fulfilments
-WHERE updated_at >= '{{{{ data_interval_start.isoformat() }}}}'
-  AND updated_at <  '{{{{ data_interval_end.isoformat() }}}}'
+WHERE updated_at >= '{{{{ data_interval_start.to_datetime_string() }}}}'
+  AND updated_at <  '{{{{ data_interval_end.to_datetime_string() }}}}'
   AND id % {shards} = {shard}
 ORDER BY id
 """

@@ -14,8 +14,8 @@ from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator
 START = pendulum.datetime(2026, 11, 1, tz="UTC")
 #: As the README teaches: the rows of the run's data interval.
 INTERVAL_SQL = (
-    "SELECT * FROM fulfilments WHERE updated_at >= '{{ data_interval_start.isoformat() }}' "
-    "AND updated_at < '{{ data_interval_end.isoformat() }}' ORDER BY id"
+    "SELECT * FROM fulfilments WHERE updated_at >= '{{ data_interval_start.to_datetime_string() }}' "
+    "AND updated_at < '{{ data_interval_end.to_datetime_string() }}' ORDER BY id"
 )
 #: An Airflow retry would show as a second try: these tasks may retry at once.
 RETRY = {"retries": 1, "retry_delay": timedelta(seconds=0)}

@@ -9,14 +9,17 @@ fences are program output (``text``) or Sphinx directives, whose includes ``make
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import types
 import urllib.request
+from contextlib import closing
 
 import pytest
 
@@ -24,7 +27,7 @@ from tests.helpers import REPO, conn_json
 
 DOCS = REPO / "docs"
 FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
-CHECKED_LANGUAGES = {"python", "bash", "text"}
+CHECKED_LANGUAGES = {"python", "bash", "text", "sql"}
 
 
 def pages() -> list:
@@ -77,6 +80,28 @@ def test_every_python_snippet_runs(sandbox, monkeypatch):
     assert "juspay_reconcile" in namespace
 
 
+WINDOW_BOUND = re.compile(r"[<>]=? *'\{\{+ *(data_interval_(?:start|end)[^}']*?) *\}\}+'")
+
+
+def test_one_window_form_everywhere():
+    """The README, every page and every example compare with the same bounds (the nightly page's
+    "The window"; tests/e2e/test_window.py shows the form right on each warehouse)."""
+    sources = [
+        *pages(),
+        *REPO.joinpath("dags_examples").rglob("*.py"),
+        *REPO.joinpath("dags_examples").rglob("*.sql"),
+    ]
+    forms = {}
+    for source in sources:
+        for bound in WINDOW_BOUND.findall(source.read_text()):
+            forms.setdefault(bound.replace("_end", "_start"), []).append(source.name)
+    assert set(forms) == {"data_interval_start.to_datetime_string()"}, forms
+    assert len(sum(forms.values(), [])) >= 8, "README, the SQL file, the sharded example, the pages"
+    for where, code in blocks("sql"):
+        sql_file = (REPO / "dags_examples" / "sql" / "fulfilments_of_the_interval.sql").read_text()
+        assert " ".join(code.split()) in " ".join(sql_file.split()), f"{where} is not the example's window"
+
+
 def commands() -> list[tuple[str, str]]:
     """Each command of the shell blocks, continuation lines joined, comments dropped."""
     found = []
@@ -95,7 +120,7 @@ def commands() -> list[tuple[str, str]]:
     return found
 
 
-def test_every_shell_command_is_one_this_test_checks(sandbox):
+def test_every_shell_command_is_one_this_test_checks(sandbox, tmp_path):
     from importlib.metadata import metadata
 
     from airflow.models.connection import Connection
@@ -130,12 +155,57 @@ def test_every_shell_command_is_one_this_test_checks(sandbox):
                 assert config.base_url == "http://127.0.0.1:8765", f"{where}: {config.base_url}"
             else:
                 assert config.base_url == "https://api.juspay.in" and config.timezone == "Asia/Kolkata"
+        elif words[0] == "export" and words[1].startswith("AIRFLOW_CONN_WAREHOUSE="):
+            _warehouse_connection_opens(where, words[1].split("=", 1)[1], tmp_path)
         elif words[:3] == ["python", "-m", "airflow_provider_juspay.testing.sandbox"]:
             _sandbox_command_answers(words[3:])
         else:
             pytest.fail(f"{where}: a command no test checks: {command}")
         checked += 1
     assert checked >= 8
+
+
+def _warehouse_connection_opens(where: str, value: str, tmp_path) -> None:
+    """A warehouse connection of the docs, as Airflow parses it: SQLite opens the file (moved to a
+    temporary one); PostgreSQL keeps the session option, and opens where .ci/run gives a server."""
+    from airflow.models.connection import Connection
+
+    conn = (
+        Connection.from_json(value, conn_id="warehouse")
+        if value.startswith("{")
+        else Connection(conn_id="warehouse", uri=value)
+    )
+    if conn.conn_type == "sqlite":
+        assert conn.host == "/data/warehouse.db", f"{where}: the file is {conn.host!r}"
+        path = tmp_path / "warehouse.db"
+        sqlite3.connect(path).execute("CREATE TABLE IF NOT EXISTS t (x)").connection.close()
+        moved = value.replace("/data/warehouse.db", str(path)).replace(
+            "%2Fdata%2Fwarehouse.db", str(path).replace("/", "%2F")
+        )
+        os.environ["AIRFLOW_CONN_WAREHOUSE"] = moved
+        try:
+            from airflow.providers.sqlite.hooks.sqlite import SqliteHook
+
+            with closing(SqliteHook(sqlite_conn_id="warehouse").get_conn()) as db:
+                assert db.execute("PRAGMA database_list").fetchone()[2] == str(path), where
+        finally:
+            del os.environ["AIRFLOW_CONN_WAREHOUSE"]
+        return
+    assert conn.conn_type == "postgres", f"{where}: {conn.conn_type}"
+    assert conn.schema == "analytics" and conn.extra_dejson.get("options") == "-c timezone=UTC", where
+    uri = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
+    if uri:  # the same fields, pointed at the test server, give a session in UTC
+        import psycopg2
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        dsn = psycopg2.extensions.parse_dsn(uri)
+        local = Connection(
+            conn_id="warehouse", conn_type="postgres", host=dsn["host"], port=int(dsn["port"]),
+            login=dsn["user"], schema=dsn["dbname"], extra=conn.extra,
+        )  # fmt: skip
+        with closing(PostgresHook(connection=local).get_conn()) as db, db.cursor() as cursor:
+            cursor.execute("SHOW timezone")
+            assert cursor.fetchone()[0] == "UTC", where
 
 
 def free_port() -> int:
