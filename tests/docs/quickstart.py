@@ -131,7 +131,8 @@ def main() -> None:
         print(output[-6000:])
         sys.exit("the quickstart from the wheel failed: " + "; ".join(problems))
     print(
-        f"the quickstart from the wheel: 200 sent, then 200 already_fulfilled ({time.monotonic() - started:.0f}s)"
+        "the quickstart from the wheel: 200 sent, then 200 already_fulfilled "
+        f"({time.monotonic() - started:.0f}s)"
     )
 
 

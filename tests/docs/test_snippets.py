@@ -97,7 +97,7 @@ def test_one_window_form_everywhere():
         for bound in WINDOW_BOUND.findall(source.read_text()):
             forms.setdefault(bound.replace("_end", "_start"), []).append(source.name)
     assert set(forms) == {"data_interval_start.to_datetime_string()"}, forms
-    assert len(sum(forms.values(), [])) >= 8, "README, the SQL file, the sharded example, the pages"
+    assert sum(map(len, forms.values())) >= 8, "README, the SQL file, the sharded example, the pages"
     for where, code in blocks("sql"):
         sql_file = (REPO / "dags_examples" / "sql" / "fulfilments_of_the_interval.sql").read_text()
         assert " ".join(code.split()) in " ".join(sql_file.split()), f"{where} is not the example's window"
@@ -132,7 +132,10 @@ def test_every_shell_command_is_one_this_test_checks(sandbox, tmp_path):
     targets = set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text(), re.MULTILINE))
     quickstart = FENCE.findall(section("A working DAG in five minutes"))
     run_by_quickstart = {
-        line.split("#")[0].strip() for lang, code in quickstart if lang == "bash" for line in code.splitlines()
+        line.split("#")[0].strip()
+        for lang, code in quickstart
+        if lang == "bash"
+        for line in code.splitlines()
     }
     checked = 0
     for where, command in commands():
