@@ -336,9 +336,14 @@ def _whole_number(value: object, name: str, check: Any) -> object:
     raise check(
         name,
         value,
-        f"{rule}: cast the column to text or a whole number in the query "
-        f"(e.g. CAST({name} AS VARCHAR) or CAST({name} AS BIGINT))",
+        f"{rule}: cast the column to a whole number in the query, CAST({name} AS BIGINT) "
+        f"(to text only from there, CAST(CAST({name} AS BIGINT) AS VARCHAR): a float cast straight to "
+        "text keeps its '.0')",
     )
+
+
+#: A number's text as a float prints it ('9000000000000.0', '9e+12'): an id that went through a float.
+_FLOAT_TEXT = re.compile(r"^[0-9]+\.0+$|^[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+$")
 
 
 def _order_id(value: object) -> str:
@@ -351,6 +356,12 @@ def _order_id(value: object) -> str:
     text = str(value)
     if not text.strip():
         raise RecordError(None, "order_id", value, "must not be empty")
+    if _FLOAT_TEXT.match(text):
+        raise RecordError(
+            None, "order_id", value,
+            "is a float's text (a float column cast to text keeps '.0' or an exponent), not the order's "
+            "id: cast to a whole number first, CAST(order_id AS BIGINT)",
+        )  # fmt: skip
     if _CONTROL.search(text):
         raise RecordError(None, "order_id", value, "must not contain control characters or lone surrogates")
     if text != text.strip():

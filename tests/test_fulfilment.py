@@ -78,7 +78,30 @@ def test_whole_number_decimals_are_sent_as_integer_text(field):
 def test_fractional_decimals_and_floats_are_refused_with_the_cast(field, value):
     err = broken(field, **{field: value})
     assert err.field == field
-    assert f"CAST({field} AS VARCHAR)" in err.rule and f"CAST({field} AS BIGINT)" in err.rule
+    first_cast = err.rule.index("CAST(")
+    assert err.rule[first_cast:].startswith(f"CAST({field} AS BIGINT)"), "the whole-number cast first"
+    assert f"CAST({field} AS VARCHAR)" not in err.rule, "a float cast straight to text keeps its '.0'"
+
+
+def test_the_suggested_casts_on_sqlite_give_an_id_a_text_cast_of_a_float_is_refused():
+    """On SQLite a REAL cast to text is '9000000000000.0' (a wrong id, once sent green); the cast the
+    hint names first gives the id."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE o (order_id REAL)")
+    db.execute("INSERT INTO o VALUES (9000000000000)")
+    (as_text,) = db.execute("SELECT CAST(order_id AS VARCHAR) FROM o").fetchone()
+    assert as_text == "9000000000000.0"
+    err = broken("order_id", order_id=as_text)
+    assert "float's text" in err.rule and "CAST(order_id AS BIGINT)" in err.rule
+    for hinted in ("CAST(order_id AS BIGINT)", "CAST(CAST(order_id AS BIGINT) AS VARCHAR)"):
+        (value,) = db.execute(f"SELECT {hinted} FROM o").fetchone()
+        assert make(order_id=value).order_id == "9000000000000"
+    for floaty in ("12.0", "9e+12", "1.5E3"):
+        assert "float's text" in broken("order_id", order_id=floaty).rule
+    for fine in ("ORD-12.0", "12.5", "0012", "1e3x"):
+        assert make(order_id=fine).order_id == fine
 
 
 def test_an_invalid_order_id_is_named_as_given_never_missing():

@@ -155,7 +155,7 @@ def test_numeric_order_ids_from_postgres_are_sent_as_integer_text(
     report = xcom[("push", "return_value")] if state == "success" else xcom[("push", "report")]
     assert report["counts"]["sent"] == 20 and report["counts"]["invalid"] == 1
     (bad,) = report["failures"]
-    assert bad["order_id"] == "77" and "CAST(fulfillment_id AS VARCHAR)" in bad["message"]
+    assert bad["order_id"] == "77" and "CAST(fulfillment_id AS BIGINT)" in bad["message"]
 
 
 def test_columns_that_name_no_field_fail_on_the_first_batch_with_a_column_map(
