@@ -202,7 +202,11 @@ class StdlibTransport:
             ) from exc
         except TimeoutError as exc:
             conn.close()
-            raise TimedOut("timed out", order_id=order_id, error_code=ErrorCode.TIMEOUT) from exc
+            raise TimedOut(
+                f"timed out talking to {self._host}:{self._port}",
+                order_id=order_id,
+                error_code=ErrorCode.TIMEOUT,
+            ) from exc
         except AnswerTooLarge as exc:
             conn.close()
             raise TransportError(str(exc), order_id=order_id, error_code=ErrorCode.ANSWER_TOO_LARGE) from exc
@@ -211,7 +215,7 @@ class StdlibTransport:
             if flight.cut:
                 raise self._cut_error(flight, order_id) from exc
             raise TransportError(
-                f"connection failed ({type(exc).__name__})",
+                f"connection to {self._host}:{self._port} failed ({_reason(exc)})",
                 order_id=order_id,
                 error_code=ErrorCode.CONNECTION_ERROR,
             ) from exc
@@ -374,6 +378,7 @@ class SessionTransport:
         self._deadline = timeouts.deadline
         self._max_answer = max_answer_bytes
         self._host = parts.hostname
+        self._where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
     def exchange(
         self,
@@ -414,17 +419,19 @@ class SessionTransport:
             ) from exc
         except NewConnectionError as exc:  # a subclass of ConnectTimeoutError in urllib3, yet not a timeout
             raise TransportError(
-                f"connection failed ({type(exc).__name__})",
+                f"connection to {self._where} failed ({_reason(exc)})",
                 order_id=order_id,
                 error_code=ErrorCode.CONNECTION_ERROR,
             ) from exc
         except Urllib3Timeout as exc:
             raise TimedOut(
-                f"timed out ({type(exc).__name__})", order_id=order_id, error_code=ErrorCode.TIMEOUT
+                f"timed out talking to {self._where} ({type(exc).__name__})",
+                order_id=order_id,
+                error_code=ErrorCode.TIMEOUT,
             ) from exc
         except Urllib3Error as exc:
             raise TransportError(
-                f"connection failed ({type(exc).__name__})",
+                f"connection to {self._where} failed ({_reason(exc)})",
                 order_id=order_id,
                 error_code=ErrorCode.CONNECTION_ERROR,
             ) from exc
@@ -456,3 +463,14 @@ class SessionTransport:
 
 class _DeadlinePassed(Exception):
     """The answer did not complete within the deadline."""
+
+
+def _reason(exc: BaseException) -> str:
+    """The error's type and its innermost reason (a name that did not resolve, a refused port), short;
+    urllib3 wraps the socket's error, whose text says which."""
+    inner: BaseException = exc
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    reason = getattr(exc, "reason", None) or inner
+    text = str(reason).split(": ", 1)[-1] if isinstance(reason, Exception) else str(reason)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

@@ -203,7 +203,20 @@ def test_connection_refused_is_failed_after_retries(sleeps):
     with JuspayClient(config) as c:
         result = c.fulfil(record())
     assert (result.outcome, result.attempts) == (Outcome.FAILED, 2)
-    assert "connection failed" in result.message
+    assert "connection to 127.0.0.1:9 failed (ConnectionRefusedError" in result.message, "names where"
+
+
+def test_an_unreachable_production_host_is_named_in_the_failure(sleeps):
+    """An offline worker with a production connection: the message says which host it tried."""
+    config = ClientConfig(
+        base_url="https://api.juspay.invalid",
+        merchant_id=MERCHANT_ID,
+        api_key=API_KEY,
+        retry=RetryPolicy(max_attempts=1, sleep=sleeps),
+    )
+    with JuspayClient(config) as c:
+        result = c.fulfil(record())
+    assert result.message.startswith("connection to api.juspay.invalid:443 failed"), result.message
 
 
 def test_api_key_never_appears_in_repr_logs_or_errors(sandbox, caplog, sleeps):

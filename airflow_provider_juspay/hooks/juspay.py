@@ -9,6 +9,8 @@ Optional extras and their defaults: ``connect_timeout`` 10 s, ``read_timeout`` 3
 
 from __future__ import annotations
 
+import difflib
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -35,6 +37,8 @@ from airflow_provider_juspay.config import (
 from airflow_provider_juspay.errors import ConfigError, JuspayError, MappingError
 from airflow_provider_juspay.fulfilment import DEFAULT_TIMEZONE, FulfilmentRecord, FulfilmentResult
 from airflow_provider_juspay.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -182,7 +186,7 @@ def fail_without_retry_on_config_error(conn_id: str) -> Iterator[None]:
 def client_config_from_connection(conn: Connection) -> ClientConfig:
     """Build the client settings from a ``juspay`` connection and its documented extras."""
     refuse_other_types(conn)
-    extra = conn.extra_dejson or {}
+    extra = known_extras(conn.extra_dejson or {})
     extra_commands = extra.get("extra_commands") or ()
     if isinstance(extra_commands, str):
         extra_commands = [c for c in extra_commands.split(",") if c.strip()]
@@ -204,6 +208,33 @@ def client_config_from_connection(conn: Connection) -> ClientConfig:
         timezone=str(extra.get("timezone") or DEFAULT_TIMEZONE),
         extra_commands=tuple(str(c).strip().upper() for c in extra_commands),
     )
+
+
+#: The extras a ``juspay`` connection reads; any other key is a misspelling (refused) or ignored (said).
+EXTRAS = tuple(CONN_FIELDS)
+_FORM_PREFIX = "extra__juspay__"
+
+
+def known_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The extras by their documented names (the form's old ``extra__juspay__`` prefix dropped).
+
+    A key close to a documented one (``enviroment``) is refused naming it: ignored, it would silently
+    send to the default environment. Other keys are said once and ignored."""
+    known: dict[str, Any] = {}
+    for key, value in extra.items():
+        name = key[len(_FORM_PREFIX) :] if key.startswith(_FORM_PREFIX) else key
+        if name in EXTRAS:
+            known[name] = value
+            continue
+        close = difflib.get_close_matches(name, EXTRAS, n=1, cutoff=0.75)
+        if close:
+            raise ConfigError(
+                f"connection extra {key!r} is not one the juspay connection reads: did you mean "
+                f"{close[0]!r}? (known: {', '.join(EXTRAS)})"
+            )
+        log.warning("Connection extra %r is not one the juspay connection reads; ignored (known: %s)",
+                    key, ", ".join(EXTRAS))  # fmt: skip
+    return known
 
 
 def refuse_other_types(conn: Connection) -> None:

@@ -286,3 +286,24 @@ def test_a_refused_key_names_the_environment_and_url(monkeypatch, sandbox):
     ok, message = JuspayHook("jp").test_connection()
     assert not ok and f"a local sandbox ({sandbox.base_url})" in message and "environment" in message
     assert "sk_live_not_this_sandbox" not in message
+
+
+def test_a_misspelled_extra_is_refused_naming_the_one_meant_and_other_keys_are_said(caplog):
+    from airflow.models.connection import Connection
+
+    from airflow_provider_juspay.errors import ConfigError
+    from airflow_provider_juspay.hooks.juspay import client_config_from_connection
+
+    def conn(extra):
+        return Connection(conn_id="j", conn_type="juspay", login="m1", password="k", extra=extra)
+
+    with pytest.raises(ConfigError, match=r"'enviroment' .* did you mean 'environment'"):
+        client_config_from_connection(conn({"enviroment": "production"}))
+    with pytest.raises(ConfigError, match=r"did you mean 'read_timeout'"):
+        client_config_from_connection(conn({"read_timout": 5}))
+    prefixed = client_config_from_connection(conn({"extra__juspay__environment": "production"}))
+    assert prefixed.base_url == "https://api.juspay.in", "the form's prefixed key is read"
+    with caplog.at_level("WARNING"):
+        config = client_config_from_connection(conn({"team": "payments", "environment": "production"}))
+    assert config.base_url == "https://api.juspay.in"
+    assert "'team' is not one the juspay connection reads; ignored" in caplog.text
