@@ -206,6 +206,18 @@ class FulfilmentOperatorBase(BaseOperator):
             except Exception as exc:  # the push is done and delivered: an event's extra must not fail it
                 self.log.warning("asset event of %s carries no report: %s", outlet.uri, exc)
 
+    def suggest_a_ledger(self, report: RunReport) -> None:
+        """Without a ledger, orders Juspay already had were sent again: say once how to skip them."""
+        again = report.counts.get("already_fulfilled", 0)
+        if self.ledger_conn_id or not again:
+            return
+        self.log.warning(
+            "%d orders were already at Juspay (ALREADY_EXISTS): this task has no ledger, so it sent them "
+            "again. Give it ledger_conn_id=<a SQL connection> (the warehouse's will do) and later runs skip "
+            "what was delivered; Juspay de-duplicates only some commands (docs: the ledger).",
+            again,
+        )
+
     def _failed(self, error: BaseException) -> BaseException:
         """Remember why this try fails (for lineage) and hand the exception back to raise."""
         self._error = error

@@ -178,6 +178,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             )
         payload = [r.to_dict() for r in results]
         report = self._report = pushed.report
+        self.suggest_a_ledger(report)
         # The same report as the bulk operator's, under the same key, for notifiers and lineage.
         context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
         problem = report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
@@ -457,6 +458,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         if export is not None:
             report.failures_export = {"path": str(self.failures_path), "rows": export.rows}
         self.log.info("%s", report.format())
+        self.suggest_a_ledger(report)
         if report.total == 0 and not report.unread:
             self.log.warning(
                 "The source read 0 rows: nothing was sent. If rows were expected, check the query's "

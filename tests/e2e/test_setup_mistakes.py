@@ -215,3 +215,20 @@ def test_a_refused_key_reads_once_names_the_environment_and_logs_no_error_before
     errors = [line for line in out.splitlines() if "[error" in line]
     assert errors and "Stopping the run" not in "\n".join(errors), "the task's own error is the first ERROR"
     assert xcom[("push", "report")]["stopped"]["error_code"] == "UNAUTHORIZED"
+
+
+def test_a_push_without_a_ledger_that_meets_delivered_orders_suggests_one_once(
+    airflow_db, sandbox, juspay_conn, capfd
+):
+    records = [
+        {"order_id": f"NL-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        for i in range(30)
+    ]
+    state, _, _ = run("juspay_test_setup", {"records": records})
+    first = capfd.readouterr().out
+    assert state == "success" and "ledger_conn_id=" not in first, "nothing was there before: no hint"
+    state, _, xcom = run("juspay_test_setup", {"records": records})
+    again = capfd.readouterr().out
+    assert state == "success" and xcom[("push", "return_value")]["counts"]["already_fulfilled"] == 30
+    assert again.count("30 orders were already at Juspay (ALREADY_EXISTS)") == 1, again[-3000:]
+    assert "Give it ledger_conn_id=" in again
