@@ -217,9 +217,8 @@ class RunControl:
                 peak_concurrency=stats.peak, final_concurrency=stats.limit, latency_ms=stats.latency_ms
             )
         if self.pacer is not None:
-            found.update(
-                rate_per_s=round(self.pacer.measured_rate, 1), paused_s=round(self.pacer.paused_s, 1)
-            )
+            # The run's one rate is the report's records_per_s; the pacer's own is of the last seconds.
+            found.update(paused_s=round(self.pacer.paused_s, 1))
         found["throttled"] = self.throttled
         return found
 

@@ -212,7 +212,8 @@ class RunReport:
     #: Where every failure was written (``failures_path``): ``{"path": url, "rows": n}``, or None.
     failures_export: dict[str, Any] | None = None
     #: What pacing found: ``mode`` (adaptive | fixed), ``peak_concurrency``, ``final_concurrency``,
-    #: ``latency_ms``, ``rate_per_s``, ``throttled`` (429s), ``paused_s``; empty for a dry run.
+    #: ``latency_ms``, ``throttled`` (429s), ``paused_s``; empty for a dry run. The run's rate is
+    #: :attr:`records_per_s`.
     pacing: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -409,7 +410,7 @@ def _merged_pacing(mine: dict[str, Any], other: dict[str, Any]) -> dict[str, Any
     """Shards' pacing: counts and rates added, concurrency peaks and totals added, the mode kept."""
     merged = dict(mine or other)
     if mine and other:
-        for name in ("throttled", "rate_per_s", "peak_concurrency", "final_concurrency"):
+        for name in ("throttled", "peak_concurrency", "final_concurrency"):
             if name in mine or name in other:
                 merged[name] = round(mine.get(name, 0) + other.get(name, 0), 1)
         merged["paused_s"] = max(mine.get("paused_s", 0.0), other.get("paused_s", 0.0))

@@ -139,3 +139,21 @@ def test_identical_failures_read_once_with_a_count_and_the_first_ids():
     assert "2 x invalid INVALID_RECORD order_id=None: is required (first row 20, row 21)" in table
     assert "R-1: rejected X no" in table, "a failure seen once keeps its own line"
     assert report.summary().count("DELIVERED") == 1
+
+
+def test_the_report_gives_one_rate_the_runs_own():
+    """The pacer's rate of the last seconds (0.0 once the run ends) sat beside the run's '(1173/s)'."""
+    from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
+    from airflow_provider_juspay.sync.control import RunControl
+    from airflow_provider_juspay.sync.pacer import Pacer
+
+    control = RunControl(pacer=Pacer(None), limiter=AdaptiveLimit(initial=4, ceiling=8))
+    builder = ReportBuilder(total=2)
+    builder.pace = control
+    for i in range(2):
+        builder.add(FulfilmentResult(order_id=f"R-{i}", outcome=Outcome.SENT, attempts=1))
+    report = builder.finish()
+    assert report.pacing["mode"] == "adaptive", "the pacing comes from the run's control"
+    text = report.format()
+    assert len([w for w in text.split() if w.endswith("/s)") or "rate" in w]) == 1, text
+    assert report.records_per_s > 0 and "rate_per_s" not in report.to_dict()["pacing"]
