@@ -61,14 +61,26 @@ class FulfilmentReportNotifier(BaseNotifier):
         """The few lines this notifier sends (also when no report can be found: it says so)."""
         ti = context["ti"]
         task_id = self.task_id or ti.task_id
-        where = f"Juspay sync {ti.dag_id} / {ti.run_id}, task {task_id}"
+        # On a failure sensor the cause is in the log of the push it checks, not in the sensor's.
+        pushed_by = getattr(context.get("task"), "sync_task_id", None) if not self.task_id else None
+        where = f"Juspay sync {ti.dag_id} / {ti.run_id}, task {pushed_by or task_id}"
+        if pushed_by:
+            where += f" (checked by {ti.task_id})"
         report = self._report(ti, task_id)
         if report is None:
-            return f"{where}: no report was pushed (the task failed before it had one); see its log."
+            return (
+                f"{where}: no report was pushed (the task failed before it had one); "
+                f"the cause is in the log of task {pushed_by or task_id}."
+            )
         headline = report.undone() or (
             "failures: " + str(report.failure_count) if report.failure_count else "ok"
         )
-        return f"{where}: {headline}\n{report.summary(failures_shown=self.max_failures_listed)}"
+        tail = (
+            f"\nEvery failure and why: the log of task {pushed_by}."
+            if pushed_by and report.failure_count
+            else ""
+        )
+        return f"{where}: {headline}\n{report.summary(failures_shown=self.max_failures_listed)}{tail}"
 
     def _report(self, ti: Any, task_id: str) -> RunReport | None:
         pushed = ti.xcom_pull(task_ids=task_id, key=REPORT_KEY)

@@ -72,6 +72,24 @@ def test_a_real_dag_run_tells_its_success_and_its_failure(
 
 
 @pytest.mark.e2e
+def test_on_a_failure_sensor_the_message_names_the_push_whose_log_has_the_cause(
+    airflow_db, sandbox, juspay_conn, tmp_path, monkeypatch
+):
+    sink = tmp_path / "notifications.txt"
+    monkeypatch.setenv("JUSPAY_TEST_NOTIFICATIONS", str(sink))
+    unpaid = [
+        {"order_id": f"UNPAID-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        for i in range(2)
+    ]
+    states = run_dag("juspay_test_notified_check", {"records": unpaid}).task_states
+    assert states == {"push": "success", "check": "failed"}
+    (message,) = [m for m in sink.read_text().split("\n=====\n") if m.strip()]
+    assert "task push (checked by check)" in message and "rejected 2" in message
+    assert "Every failure and why: the log of task push." in message
+    assert "task check:" not in message
+
+
+@pytest.mark.e2e
 def test_push_tasks_carry_a_juspay_dashboard_link(airflow_db, sandbox, juspay_conn, tmp_path, monkeypatch):
     from airflow_provider_juspay.config import portal_url
 
