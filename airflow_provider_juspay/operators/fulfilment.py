@@ -455,7 +455,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         finally:
             self.hook.close()
         report = self._report = pushed.report
-        if export is not None:
+        if export is not None and export.rows:
             report.failures_export = {"path": str(self.failures_path), "rows": export.rows}
         self.log.info("%s", report.format())
         self.suggest_a_ledger(report)

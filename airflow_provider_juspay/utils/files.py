@@ -61,7 +61,8 @@ def failure_export(url: str, *, dry_run: bool, log: Any) -> Iterator[FailureExpo
     """The failure file at ``url`` (format from its suffix), closed complete however the run ends.
 
     Opened before anything is sent: a target that cannot be written fails the task with nothing lost.
-    A local folder is created; object stores need none.
+    A local folder is created; object stores need none. A run without failures leaves no file (an
+    earlier run's file at the same path goes too: the path tells this run's failures), and says so.
     """
     file_format = export_format(url)
     target = storage_path(url)
@@ -76,7 +77,15 @@ def failure_export(url: str, *, dry_run: bool, log: Any) -> Iterator[FailureExpo
         try:
             yield export
         finally:
-            log.info("%d failures written to %s", export.rows, url)
+            if export.rows:
+                log.info("%d failures written to %s", export.rows, url)
+    if not export.rows:
+        try:
+            target.unlink()
+        except Exception as exc:  # the run's outcome stands; an empty file is all that is left
+            log.warning("no failures; the empty %s could not be removed: %s", url, exc)
+        else:
+            log.info("No failures: nothing written to %s (no file)", url)
 
 
 def _opener(path: ObjectStoragePath) -> Callable[[], AbstractContextManager[IO[bytes]]]:

@@ -127,6 +127,24 @@ def test_the_failures_of_a_sql_source_can_be_exported_too(
     assert {e["position"].split(" ")[0] for e in exported} == {"row"}
 
 
+def test_a_run_without_failures_leaves_no_export_file_and_says_so(
+    airflow_db, sandbox, juspay_conn, warehouse, tmp_path, capfd
+):
+    export = tmp_path / "f.csv"
+    export.write_text("order_id\nSTALE-1\n")  # an earlier run's failures at the same path
+    good = (
+        "SELECT * FROM fulfilments WHERE order_id LIKE 'ORD-%' AND LENGTH(fulfillment_data) < 100 "
+        "AND fulfillment_status = 'SUCCESS' AND fulfillment_command <> 'SHIP' AND fulfillment_time LIKE '20%'"
+    )
+    run = run_dag("juspay_test_sql_export", {"sql": good, "failures_path": str(export)})
+    report = run.xcom[("push", "return_value")]
+    out = capfd.readouterr().out
+    assert report["failure_count"] == 0 and report["counts"]["sent"] > 0, report
+    assert not export.exists(), "no empty file, and no earlier run's failures left under this run's path"
+    assert report["failures_export"] is None and f"No failures: nothing written to {export}" in out
+    assert "failures written to" not in out and "0 failures" not in out
+
+
 @pytest.fixture
 def s3(monkeypatch):
     """An S3-compatible server on loopback (moto) and an Airflow ``aws`` connection to it."""
