@@ -90,7 +90,9 @@ class ClientConfig:
     api_key: str = field(repr=False)
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    #: Connections kept open to Juspay; the bulk engine keeps this many requests in flight at most.
+    #: Connections the HTTP pool keeps open to Juspay (the bulk operator raises it to its
+    #: ``max_concurrency``). Not the in-flight limit: that is the engine's ``max_concurrency`` (and the
+    #: adaptive limit under it); a request beyond the pool's size opens a connection it does not keep.
     pool_size: int = DEFAULT_POOL_SIZE
     #: Zone that aware fulfilment times are converted to.
     timezone: str = DEFAULT_TIMEZONE

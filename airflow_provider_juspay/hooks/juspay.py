@@ -1,6 +1,7 @@
 """JuspayHook: turns an Airflow connection of type ``juspay`` into a :class:`JuspayClient`.
 
-The hook is the only place that reads a Connection. Fields: login = merchant id, password = API key
+The hook reads the ``juspay`` connection; the warehouse's and the ledger's are read by their own
+hooks (``utils.sql.db_api_hook``), and lineage reads the warehouse's for its namespace. Fields: login = merchant id, password = API key
 (Airflow masks it), host = optional base URL, extra ``environment`` = ``sandbox`` | ``production``.
 Optional extras and their defaults: ``connect_timeout`` 10 s, ``read_timeout`` 30 s,
 ``request_deadline`` 60 s, ``max_attempts`` 5,

@@ -1,9 +1,11 @@
 """What the workers of one run share: the pace, the circuit breaker, and the decision to stop.
 
-A run stops for one of three reasons, each with the error code its unsent rows carry: Juspay refused
-the API key (UNAUTHORIZED), the breaker opened (CIRCUIT_OPEN, UNEXPECTED_RESPONSES), or Airflow asked
-the task to stop (CANCELLED: SIGTERM, ``on_kill``, a timeout). Once stopped, no new attempt leaves and
-retry waits end at once; on a cancel, the requests still on the wire get a short grace, then are cut.
+A run stops for one of five reasons, each with the error code its unsent rows carry: Juspay refused
+the API key (UNAUTHORIZED, the dispatcher); the breaker opened (CIRCUIT_OPEN, UNEXPECTED_RESPONSES);
+Airflow asked the task to stop (CANCELLED: SIGTERM, ``on_kill``, a timeout); the source failed, or a
+caller gave up on the run (ABORTED); or the ledger's lease on the run's keys was lost (LEASE_LOST, the
+fence). Once stopped, no new attempt leaves and retry waits end at once; on a cancel, the requests still
+on the wire get a short grace, then are cut; on an abort, at once.
 """
 
 from __future__ import annotations

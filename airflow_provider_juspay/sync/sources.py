@@ -1,4 +1,5 @@
-"""Sources of rows: a SQL query streamed from any DB-API connection, or an in-memory list."""
+"""Rows from SQL, streamed from any DB-API connection, and the column check every source's first batch
+passes (files are read by ``sync.files``; XCom records reach the engine as the operator's list)."""
 
 from __future__ import annotations
 

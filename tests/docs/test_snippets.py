@@ -251,3 +251,22 @@ def _sandbox_command_answers(args: list[str]) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.mark.parametrize(
+    "page, operator",
+    [("howto/single.md", "FulfilmentSyncOperator"), ("howto/bulk.md", "BulkFulfilmentOperator")],
+)
+def test_the_argument_tables_say_templated_exactly_for_the_template_fields(page, operator):
+    import airflow_provider_juspay.operators.fulfilment as module
+
+    templated = set(getattr(module, operator).template_fields)
+    text = (DOCS / page).read_text()
+    table = text[text.index("| argument |") :]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    said = set()
+    for row in rows:
+        names = re.findall(r"`([a-z_]+)`", row.split("|")[1])
+        if "templated" in row:
+            said.update(names)
+    assert said == templated, f"{page}: templated said of {sorted(said)}, is {sorted(templated)}"
