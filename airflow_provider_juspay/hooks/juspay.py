@@ -1,11 +1,12 @@
 """JuspayHook: turns an Airflow connection of type ``juspay`` into a :class:`JuspayClient`.
 
 The hook reads the ``juspay`` connection; the warehouse's and the ledger's are read by their own
-hooks (``utils.sql.db_api_hook``), and lineage reads the warehouse's for its namespace. Fields: login = merchant id, password = API key
-(Airflow masks it), host = optional base URL, extra ``environment`` = ``sandbox`` | ``production``.
-Optional extras and their defaults: ``connect_timeout`` 10 s, ``read_timeout`` 30 s,
-``request_deadline`` 60 s, ``max_attempts`` 5,
-``initial_wait`` 0.5 s, ``max_wait`` 30 s, ``pool_size`` 32, ``timezone`` "UTC", ``extra_commands`` [].
+hooks (``utils.sql.db_api_hook``), and lineage reads the warehouse's for its namespace. Fields:
+login = merchant id, password = API key (Airflow masks it), host = optional base URL, extra
+``environment`` = ``sandbox`` | ``production``. Optional extras and their defaults: ``connect_timeout``
+10 s, ``read_timeout`` 30 s, ``request_deadline`` 60 s, ``max_attempts`` 5, ``initial_wait`` 0.5 s,
+``max_wait`` 30 s, ``pool_size`` 32, ``timezone`` "UTC", ``extra_commands`` []. Any other extra is
+refused when it looks like a misspelling of one of these, else ignored with a warning.
 """
 
 from __future__ import annotations

@@ -9,40 +9,51 @@ import signal
 
 from airflow_provider_juspay.testing.sandbox import Faults, Sandbox
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag, with its default (docs/sandbox.md lists the same, checked by a test)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_juspay.testing.sandbox",
+        description="A local Juspay-compatible server with faults on demand.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (loopback only by default)")
+    add("--port", type=int, default=8765, help="port to listen on")
+    add("--api-key", default="sandbox_api_key", help="the API key it accepts (Basic auth)")
+    add("--merchant-id", default="sandbox_merchant", help="the x-merchantid it accepts")
+    add(
+        "--default-order-status",
+        default="CHARGED",
+        help="status of orders not in --orders-file: CHARGED (paid), NEW (unpaid) or NOT_FOUND (unknown)",
+    )
+    add("--orders-file", default=None, help="JSON object of order id -> status (NOT_FOUND: unknown)")
+    add("--latency-ms", type=float, default=0.0, help="added to every answer")
+    add("--error-rate", type=float, default=0.0, help="share of requests answered 503")
+    add("--hang-rate", type=float, default=0.0, help="share of requests held --hang-seconds, unanswered")
+    add("--hang-seconds", type=float, default=30.0, help="how long a hung request is held")
+    add("--drop-rate", type=float, default=0.0, help="share of connections closed before the command")
+    add(
+        "--drop-after-accept-rate",
+        type=float,
+        default=0.0,
+        help="share of commands accepted, then the connection closed (a lost reply)",
+    )
+    add("--rate-limit", type=float, default=None, help="requests per second before 429 (none: no limit)")
+    add("--rate-burst-s", type=float, default=1.0, help="seconds of --rate-limit a burst may use")
+    add("--retry-after", type=float, default=1.0, help="the Retry-After of a 429, seconds")
+    add("--publish-rate-limit", action="store_true", help="send the IETF RateLimit headers of --rate-limit")
+    add("--max-in-flight", type=int, default=None, help="requests at once before 503 (none: no limit)")
+    add("--no-record", action="store_true", help="do not keep every request in memory (long benchmarks)")
+    add("--seed", type=int, default=None, help="seed of the fault dice, for a repeatable run")
+    return parser  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the sandbox until interrupted."""
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_juspay.testing.sandbox",
-        description="A local Juspay-compatible server with faults on demand.",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--api-key", default="sandbox_api_key")
-    parser.add_argument("--merchant-id", default="sandbox_merchant")
-    parser.add_argument(
-        "--default-order-status", default="CHARGED", help="status of unlisted orders; NOT_FOUND: unknown"
-    )
-    parser.add_argument("--orders-file", help="JSON object: order id -> status")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--error-rate", type=float, default=0.0)
-    parser.add_argument("--hang-rate", type=float, default=0.0)
-    parser.add_argument("--drop-rate", type=float, default=0.0)
-    parser.add_argument("--drop-after-accept-rate", type=float, default=0.0)
-    parser.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429")
-    parser.add_argument("--retry-after", type=float, default=1.0)
-    parser.add_argument(
-        "--rate-burst-s", type=float, default=1.0, help="seconds of --rate-limit a burst may use"
-    )
-    parser.add_argument("--max-in-flight", type=int, default=None, help="requests at once before 503")
-    parser.add_argument(
-        "--publish-rate-limit", action="store_true", help="send the IETF RateLimit headers of --rate-limit"
-    )
-    parser.add_argument("--hang-seconds", type=float, default=30.0)
-    parser.add_argument("--no-record", action="store_true", help="do not keep every request in memory")
-    parser.add_argument("--seed", type=int, default=None)
+    parser = build_parser()
     args = parser.parse_args(argv)
     orders = {}
     if args.orders_file:

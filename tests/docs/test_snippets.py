@@ -270,3 +270,16 @@ def test_the_argument_tables_say_templated_exactly_for_the_template_fields(page,
         if "templated" in row:
             said.update(names)
     assert said == templated, f"{page}: templated said of {sorted(said)}, is {sorted(templated)}"
+
+
+def test_the_sandbox_page_lists_every_flag_with_its_default():
+    from airflow_provider_juspay.testing.sandbox_cli import build_parser
+
+    text = (DOCS / "sandbox.md").read_text()
+    rows = dict(re.findall(r"^\| `(--[a-z-]+)` \| ([^|]+) \|", text, re.MULTILINE))
+    flags = {a.option_strings[0]: a for a in build_parser()._actions if a.option_strings and a.dest != "help"}
+    assert set(rows) == set(flags), "flags the page and the parser disagree on"
+    for flag, action in flags.items():
+        shown = rows[flag].strip()
+        expected = "off" if action.nargs == 0 else "none" if action.default is None else f"`{action.default}`"
+        assert shown == expected, f"{flag}: the page says {shown}, the default is {action.default!r}"
