@@ -49,7 +49,7 @@ nitpick_ignore_regex = [
     (
         r"py:.*",
         r"(airflow|pendulum|requests|urllib3|tenacity|datetime|collections|typing|enum|"
-        r"contextlib|concurrent|threading|urllib|pathlib|logging|sqlalchemy|jinja2|openlineage|pyarrow|http|ssl|types)\b.*",
+        r"contextlib|concurrent|threading|urllib|pathlib|logging|sqlalchemy|jinja2|openlineage|pyarrow|http|ssl|types|argparse)\b.*",
     ),
     (
         r"py:class",
@@ -63,3 +63,32 @@ nitpick_ignore_regex = [
 ]
 # The ledger package re-exports its named types (Key, RunInfo) from ``rows``: either target is right.
 suppress_warnings = ["ref.python"]
+
+
+def inherited_signature(app, what, name, obj, options, signature, return_annotation):
+    """An operator's signature with the keyword arguments it inherits from our base class, defaults
+    shown, in place of ``**kwargs`` alone (which then stands for BaseOperator's arguments)."""
+    import inspect
+
+    if what != "class" or not isinstance(obj, type) or not obj.__module__.startswith("airflow_provider_"):
+        return None
+    own = inspect.signature(obj.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in own.values()):
+        return None
+    params = [p for p in own.values() if p.name != "self" and p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in params}
+    for base in obj.__mro__[1:]:
+        if not base.__module__.startswith("airflow_provider_") or "__init__" not in vars(base):
+            continue
+        for p in inspect.signature(base.__init__).parameters.values():
+            if p.name != "self" and p.kind is p.KEYWORD_ONLY and p.name not in names:
+                params.append(p)
+                names.add(p.name)
+    params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+    plain = [p.replace(annotation=inspect.Parameter.empty) for p in params]
+    return str(inspect.Signature(plain)), return_annotation
+
+
+def setup(app):
+    app.connect("autodoc-process-signature", inherited_signature)
+    app.add_css_file("wrap-code.css")

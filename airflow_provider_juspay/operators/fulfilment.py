@@ -88,6 +88,8 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         renewed by a heartbeat while the run makes progress; a run sends only while its lease holds).
     :param ledger_wait_limit: longest wait for keys another run holds without renewing (default 900 s).
     :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
+    :param kwargs: the arguments of every Airflow operator (``task_id``, ``retries``, ``trigger_rule``,
+        ``on_failure_callback``, ...), passed to ``BaseOperator``.
     """
 
     template_fields: Sequence[str] = (
@@ -319,6 +321,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         renewed by a heartbeat while the run makes progress; a run sends only while its lease holds).
     :param ledger_wait_limit: longest wait for keys another run holds without renewing (default 900 s).
     :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
+    :param kwargs: the arguments of every Airflow operator (``task_id``, ``retries``, ``trigger_rule``,
+        ``on_failure_callback``, ...), passed to ``BaseOperator``.
     """
 
     template_fields: Sequence[str] = (

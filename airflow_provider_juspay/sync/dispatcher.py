@@ -25,9 +25,11 @@ DEFAULT_MAX_CONCURRENCY = 16
 class Dispatcher:
     """Runs ``send`` over records with at most ``max_concurrency`` in flight.
 
-    When the run stops (a 401/403, the circuit breaker, a cancel; see :class:`RunControl`), every
-    record not yet sent is ``not_attempted`` with the stop's error code, and :attr:`stop_reason` says
-    why. A 401/403 (:class:`AuthError`) stops it here: the record that met it is ``failed``.
+    When the run stops (a 401/403, the circuit breaker, a cancel, a lost lease, a failed source; see
+    :class:`~airflow_provider_juspay.sync.control.RunControl`), every record not yet sent is
+    ``not_attempted`` with the stop's error code, and :attr:`stop_reason` says why. A 401/403
+    (:class:`~airflow_provider_juspay.errors.AuthError`) stops it here: the record that met it is
+    ``failed``.
 
     :param send: sends one record and returns its result (``JuspayClient.fulfil`` with ``control``).
     :param max_concurrency: requests in flight at once, default 16.

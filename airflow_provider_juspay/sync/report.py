@@ -213,7 +213,7 @@ class RunReport:
     failures_export: dict[str, Any] | None = None
     #: What pacing found: ``mode`` (adaptive | fixed), ``peak_concurrency``, ``final_concurrency``,
     #: ``latency_ms``, ``throttled`` (429s), ``paused_s``; empty for a dry run. The run's rate is
-    #: :attr:`records_per_s`.
+    #: ``records_per_s``.
     pacing: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -87,8 +87,9 @@ _HINTS = {
 def check_columns(
     columns: Sequence[str], column_map: Mapping[str, str] | None, defaults: Mapping[str, Any] | None
 ) -> None:
-    """Raise :class:`MappingError` when no column (after ``column_map``) names a required field that
-    ``defaults`` does not give either: every row would be invalid, so nothing should be read further."""
+    """Raise :class:`~airflow_provider_juspay.errors.MappingError` when no column (after
+    ``column_map``) names a required field that ``defaults`` does not give either: every row would be
+    invalid, so nothing should be read further."""
     renames = column_map or {}
     named = {renames.get(c, c) for c in columns} | set(defaults or {})
     missing = [f for f in REQUIRED_FIELDS if f not in named]

@@ -32,12 +32,19 @@ CHECKED_LANGUAGES = {"python", "bash", "text", "sql"}
 
 
 def pages() -> list:
-    """README, then the site's pages in the order of index.md's tables of contents."""
-    index = (DOCS / "index.md").read_text()
-    order = ["index"]
-    for toctree in re.findall(r"```\{toctree\}\n(.*?)```", index, re.DOTALL):
-        order += [line.strip() for line in toctree.splitlines() if line.strip() and not line.startswith(":")]
-    return [REPO / "README.md"] + [DOCS / f"{name}.md" for name in order]
+    """README, then the site's pages in the order of the tables of contents (index.md's, and those of
+    the pages they list, as the API reference's), depth first."""
+
+    def walk(name: str) -> list[str]:
+        folder = name.rpartition("/")[0]
+        found = [name]
+        for toctree in re.findall(r"```\{toctree\}\n(.*?)```", (DOCS / f"{name}.md").read_text(), re.DOTALL):
+            for line in toctree.splitlines():
+                if line.strip() and not line.startswith(":"):
+                    found += walk(f"{folder}/{line.strip()}" if folder else line.strip())
+        return found
+
+    return [REPO / "README.md"] + [DOCS / f"{name}.md" for name in walk("index")]
 
 
 def blocks(language: str) -> list[tuple[str, str]]:
@@ -59,6 +66,23 @@ def test_every_page_is_in_the_site_and_every_fence_is_a_checked_kind():
                 f"{page}: a ```{lang} block no test checks"
             )
     assert len(blocks("python")) >= 8
+
+
+def test_every_module_of_the_package_has_its_api_page():
+    """One page per module; a module added without one would be missing from the reference."""
+    package = REPO / "airflow_provider_juspay"
+    modules = set()
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+            if not parts or not path.read_text().strip().count("\n") > 3:  # an empty package marker
+                continue
+        if not any(part.startswith("_") for part in parts):
+            modules.add(".".join(parts))
+    pages_ = {p.stem for p in (DOCS / "api").glob("*.md")} - {"index"}
+    assert sorted(modules - pages_) == [], "modules without an API page"
+    assert sorted(pages_ - modules) == [], "API pages of modules that are gone"
 
 
 def test_every_python_snippet_runs(sandbox, monkeypatch):

@@ -192,8 +192,9 @@ class Database:
         """On a SQLite file, switch it to WAL once, so that a query still streaming rows from the same
         file (the warehouse) does not lock the ledger's writes out ("database is locked" mid-run).
 
-        WAL is a lasting property of the file. Raises :class:`ConfigError` with the one-line fix when
-        the switch is refused (another process holds the file); other databases need nothing."""
+        WAL is a lasting property of the file. Raises
+        :class:`~airflow_provider_juspay.errors.ConfigError` with the one-line fix when the switch is
+        refused (another process holds the file); other databases need nothing."""
         if _driver(self.connection) != "sqlite3":
             return
         cursor = self.connection.cursor()
