@@ -307,3 +307,25 @@ def test_the_sandbox_page_lists_every_flag_with_its_default():
         shown = rows[flag].strip()
         expected = "off" if action.nargs == 0 else "none" if action.default is None else f"`{action.default}`"
         assert shown == expected, f"{flag}: the page says {shown}, the default is {action.default!r}"
+
+
+def test_the_reference_shows_each_operators_inherited_arguments_with_their_defaults():
+    import importlib.util
+
+    from airflow_provider_juspay.operators.fulfilment import BulkFulfilmentOperator, FulfilmentSyncOperator
+
+    spec = importlib.util.spec_from_file_location("docs_conf", DOCS / "conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    for operator in (BulkFulfilmentOperator, FulfilmentSyncOperator):
+        signature, _ = conf.inherited_signature(None, "class", operator.__name__, operator, {}, "(...)", None)
+        for shown in (
+            "juspay_conn_id='juspay_default'",
+            "column_map=None",
+            "defaults=None",
+            "ledger_conn_id=None",
+            "ledger_table='juspay_fulfilment_ledger'",
+            "ledger_wait_limit=900.0",
+        ):
+            assert shown in signature, f"{operator.__name__}{signature}"
+        assert signature.endswith("**kwargs)") and "records=None" in signature
