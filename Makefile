@@ -68,14 +68,25 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) $(DOCS_VENV) .pytest_cache build dist *.egg-info
 
 # The documentation site (docs/): Sphinx with warnings as errors and every reference resolved.
-docs: $(VENV)/.installed-docs
+# In its own virtualenv with only what the site needs (the docs extra), and the Airflow of `make test`'s
+# .venv when there is one (else the newest pip resolves, as `make test` would now).
+DOCS_VENV ?= .venv-docs
+docs: $(DOCS_VENV)/.installed
 	rm -rf docs/_build/html
-	$(BIN)/python -m sphinx -b html -n -W --keep-going docs docs/_build/html
+	$(DOCS_VENV)/bin/python -m sphinx -b html -n -W --keep-going docs docs/_build/html
 	@echo "open docs/_build/html/index.html"
 
-$(VENV)/.installed-docs: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[docs]' $(AIRFLOW)
+$(DOCS_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	airflow="$(AIRFLOW)"; \
+	if [ -z "$$airflow" ] && [ -x $(BIN)/python ]; then \
+	  airflow="apache-airflow==$$($(BIN)/python -c 'import airflow; print(airflow.__version__)')"; \
+	fi; \
+	echo "docs: installing .[docs] $$airflow into $(DOCS_VENV)"; \
+	$(DOCS_VENV)/bin/python -m pip install --quiet -e '.[docs]' $$airflow
+	$(DOCS_VENV)/bin/python -c "import airflow; print('Airflow', airflow.__version__, 'in $(DOCS_VENV)')"
 	touch $@
