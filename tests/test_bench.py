@@ -62,3 +62,21 @@ def test_the_chaos_case_delivers_every_row_and_explains_every_repeat(ledger):
     assert outcome.missing == 0 and outcome.clean_run_code == 0
     assert outcome.green_undelivered == 0
     assert outcome.repeats == outcome.repeats_at_faults, "every repeat was in flight in a run at its fault"
+
+
+@pytest.mark.parametrize("setups", [("SQLite, one file", "SQLite, two files"), ("PostgreSQL",)])
+def test_the_readme_dag_as_typed_sends_every_row_once_above_a_fetch_batch(setups):
+    """Case 9 small: 2,500 rows (more than one fetch of 1,000, so the query still reads while the
+    ledger writes: 1.0 failed there with "database is locked" on one SQLite file), twice each."""
+    from bench import readme_dag
+
+    uri = os.environ.get("JUSPAY_TEST_POSTGRES_URI")
+    if "PostgreSQL" in setups and not uri:
+        pytest.skip("no PostgreSQL: set JUSPAY_TEST_POSTGRES_URI (.ci/run does)")
+    outcomes = readme_dag.run(2500, uri, setups=setups)
+    print(readme_dag.report(outcomes, 2500))
+    assert [(o.setup, o.run) for o in outcomes] == [(s, n) for s in setups for n in (1, 2)]
+    for first, again in zip(outcomes[::2], outcomes[1::2], strict=True):
+        assert first.exit_code == 0 and first.counts["sent"] == 2500, first
+        assert again.exit_code == 0 and again.counts["skipped"] == 2500 and again.counts["sent"] == 0, again
+        assert again.accepted == 2500 and again.posted_twice == 0, again
