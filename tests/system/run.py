@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
@@ -295,6 +296,9 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     keys = {r["partition_key"] for r in wait_for("the partitioned runs to end", partition_runs, 120)}
     expected |= {(f"PART-{key}-{i}", "NO_ACTION") for key in keys for i in (1, 2)}
 
+    # -- the nightly how-to's journey: a day by hand, a backfill that meets hand runs, a skipped day ------
+    expected |= _journey(deployment, rest, warehouse_uri, sandbox)
+
     # -- the connection test -------------------------------------------------------------------------
     tested = deployment.airflow("connections", "test", "juspay_default").stdout
     say(f"airflow connections test juspay_default: {tested.strip().splitlines()[-1]}")
@@ -324,6 +328,85 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     check_ui(deployment.api, screenshots, nightly_run=run_id)
     check_docs(REPO / "docs" / "_build" / "html", screenshots)  # `make system-test` builds it first
     say(f"screenshots in {screenshots}")
+
+
+#: The journey's three days, well before the run the scheduler makes itself when the DAG is unpaused.
+JOURNEY = [(datetime.now(timezone.utc) - timedelta(days=d)).date() for d in (12, 11, 10)]
+
+
+def _journey(deployment: Deployment, rest: Rest, warehouse_uri: str, sandbox: Sandbox) -> set:
+    """docs/howto/nightly.md as a user follows it, under the real scheduler, with the CLI it shows:
+    day J2 by hand the documented way (logical date J2+1 at noon); a hand run at a midnight (what
+    ``airflow dags test <dag> <J3>`` makes, covering J2); a backfill of J1..J3, which skips J3 (a run
+    sits at its logical date); the page's recipe for the skipped day. Every day's rows reach Juspay once.
+    """
+    import psycopg2
+
+    dag_id = "juspay_system_journey"
+    j1, j2, j3 = JOURNEY
+    keys: dict = {}
+    with psycopg2.connect(warehouse_uri) as db, db.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE journey_fulfilments (order_id TEXT, fulfillment_status TEXT, "
+            "fulfillment_command TEXT, fulfillment_time TEXT, updated_at TIMESTAMP)"
+        )
+        for day in JOURNEY:
+            # Rows on the day's edges: its first second and its last, and between.
+            times = [f"{day} 00:00:00", f"{day} 12:00:00", f"{day} 23:59:59"] + [
+                f"{day} {h:02d}:30:00" for h in range(1, 21)
+            ]
+            rows = [(f"JOURNEY-{day}-{i:02d}", "SUCCESS", "NO_ACTION", None, t) for i, t in enumerate(times)]
+            cursor.executemany("INSERT INTO journey_fulfilments VALUES (%s, %s, %s, %s, %s)", rows)
+            keys[day] = {(r[0], "NO_ACTION") for r in rows}
+
+    def accepted_of(day) -> set:
+        return keys[day] & sandbox.accepted_keys()
+
+    rest.unpause(dag_id)  # the scheduler's own run of yesterday has no rows of these days
+    # 1. Day J2 by hand, as the page's table says.
+    by_hand = deployment.airflow(
+        "dags", "trigger", dag_id, "--logical-date", f"{j2 + timedelta(days=1)}T12:00:00+00:00"
+    )
+    hand_run = next(r["dag_run_id"] for r in rest.get(f"/dags/{dag_id}/dagRuns", limit=50)["dag_runs"]
+                    if r["logical_date"].startswith(f"{j2 + timedelta(days=1)}T12:00"))  # fmt: skip
+    assert rest.wait_run(dag_id, hand_run, timeout=300) == "success", by_hand.stdout[-2000:]
+    assert accepted_of(j2) == keys[j2], "day J2 by hand: its rows, the edges included"
+    assert not accepted_of(j1) | accepted_of(j3), "by hand at J2+1 noon: day J2 only"
+    # 2. The trap: a hand run at a midnight (J3, covering J2: its rows are skipped by the ledger).
+    trap = rest.trigger(dag_id, logical_date=f"{j3}T00:00:00Z")
+    assert rest.wait_run(dag_id, trap, timeout=300) == "success"
+    assert rest.xcom(dag_id, trap, "push_fulfilments")["counts"]["skipped"] == len(keys[j2])
+    # 3. The backfill of the three days, with the CLI the page shows; its dry run first, as the page
+    #    advises: a day of the range missing from "Runs to be attempted" will be skipped.
+    backfill = ["backfill", "create", "--dag-id", dag_id, "--from-date", str(j1), "--to-date", str(j3)]
+    dry = deployment.airflow(*backfill, "--dry-run").stdout
+    planned = re.findall(r"\d{4}-\d{2}-\d{2}", dry[dry.index("Runs to be attempted") :])
+    say(f"journey: backfill --dry-run of {j1}..{j3} plans {planned}")
+    assert planned == [str(j1), str(j2)], dry[-2000:]
+    deployment.airflow(*backfill)
+
+    def backfill_runs() -> list[dict] | None:
+        runs = rest.get(f"/dags/{dag_id}/dagRuns", limit=50)["dag_runs"]
+        runs = [r for r in runs if r["run_type"] == "backfill"]
+        return runs if len(runs) == 2 and all(r["state"] in ("success", "failed") for r in runs) else None
+
+    runs = wait_for("the backfill's runs", backfill_runs, 300, every=2)
+    starts = sorted(r["data_interval_start"][:10] for r in runs)
+    say(f"journey: the backfill made runs for {starts}; {j3} was skipped (a hand run sits at its date)")
+    assert starts == [str(j1), str(j2)] and {r["state"] for r in runs} == {"success"}, runs
+    assert accepted_of(j1) == keys[j1] and not accepted_of(j3), "J3 skipped, without a word"
+    # 4. The page's recipe for the skipped day: D+1 at noon, by hand.
+    deployment.airflow(
+        "dags", "trigger", dag_id, "--logical-date", f"{j3 + timedelta(days=1)}T12:00:00+00:00"
+    )
+    fixed = next(r["dag_run_id"] for r in rest.get(f"/dags/{dag_id}/dagRuns", limit=50)["dag_runs"]
+                 if r["logical_date"].startswith(f"{j3 + timedelta(days=1)}T12:00"))  # fmt: skip
+    assert rest.wait_run(dag_id, fixed, timeout=300) == "success"
+    every = set().union(*keys.values())
+    twice = {k: n for k, n in sandbox.doubles().items() if k in every}
+    say(f"journey: all {len(every)} rows of {j1}..{j3} at Juspay, {len(twice)} POSTed twice")
+    assert every <= sandbox.accepted_keys() and twice == {}, twice
+    return every
 
 
 def main() -> None:
