@@ -31,7 +31,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from airflow_provider_juspay.testing.warehouse import COLUMNS, TABLE_DDL, demo_rows
-from bench.support import API_KEY, MERCHANT_ID, sandbox, table
+from bench.support import API_KEY, MERCHANT_ID, fresh_postgres_database, postgres_conn_json, sandbox, table
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = date(2026, 11, 25)
@@ -89,26 +89,13 @@ def sqlite_warehouse(path: Path, n: int, separator: str) -> str:
 def postgres_warehouse(uri: str, n: int) -> str:
     import psycopg2
 
-    with closing(psycopg2.connect(uri)) as admin:
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("DROP DATABASE IF EXISTS juspay_readme")
-            cursor.execute("CREATE DATABASE juspay_readme")
-    dsn = psycopg2.extensions.parse_dsn(uri)
-    with closing(psycopg2.connect(**{**dsn, "dbname": "juspay_readme"})) as db, db.cursor() as cursor:
+    dsn = fresh_postgres_database(uri, "juspay_readme")
+    with closing(psycopg2.connect(**dsn)) as db, db.cursor() as cursor:
         cursor.execute(TABLE_DDL.replace("updated_at TEXT", "updated_at TIMESTAMP"))
         insert = f"INSERT INTO fulfilments VALUES ({', '.join(['%s'] * len(COLUMNS))})"
         cursor.executemany(insert, day_rows(n, " "))
         db.commit()
-    return json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": dsn.get("host", "127.0.0.1"),
-            "port": int(dsn.get("port", 5432)),
-            "login": dsn.get("user", "postgres"),
-            "schema": "juspay_readme",
-        }
-    )
+    return postgres_conn_json(dsn)
 
 
 def run_setup(name: str, warehouse: str, dags: Path, work: Path) -> list[Outcome]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from airflow_provider_juspay.client import JuspayClient
 from airflow_provider_juspay.config import ClientConfig
@@ -160,3 +162,32 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def fresh_postgres_database(uri: str, name: str) -> dict[str, Any]:
+    """Drop and create database ``name`` on the server of ``uri``; its connection parameters."""
+    import psycopg2
+
+    admin = psycopg2.connect(uri)
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+            cursor.execute(f"CREATE DATABASE {name}")
+    finally:
+        admin.close()
+    return {**psycopg2.extensions.parse_dsn(uri), "dbname": name}
+
+
+def postgres_conn_json(dsn: dict[str, Any], **extra: object) -> str:
+    """An ``AIRFLOW_CONN_...`` value (JSON) of a ``postgres`` connection to ``dsn``'s database."""
+    conn: dict[str, Any] = {
+        "conn_type": "postgres",
+        "host": dsn.get("host", "127.0.0.1"),
+        "port": int(dsn.get("port", 5432)),
+        "login": dsn.get("user", "postgres"),
+        "schema": dsn["dbname"],
+    }
+    if extra:
+        conn["extra"] = extra
+    return json.dumps(conn)

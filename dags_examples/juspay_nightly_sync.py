@@ -2,8 +2,8 @@
 
 The SQL selects the rows of the run's data interval, so re-running a day or backfilling past days
 (`airflow backfill create --dag-id juspay_nightly_sync --from-date 2026-11-01 --to-date 2026-11-26`,
-Airflow 3's command) sends each day's rows; by hand, day D is the run at logical date D+1, noon
-(docs/howto/nightly.md, "Which logical date syncs day D").
+Airflow 3's command) sends each day's rows; by hand, day D is a run with the interval [D, D+1) at
+logical date D+1, noon (docs/howto/nightly.md, "Which logical date syncs day D").
 Needs a ``juspay_default`` connection and a SQL connection ``warehouse`` (any DbApiHook: SQLite,
 Postgres, Snowflake, ...; docs/warehouse.md) holding a ``fulfilments`` table; the ledger table is created
 there (on SQLite the ledger switches the file to WAL, so rows are read while the ledger writes).

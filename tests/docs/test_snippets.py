@@ -193,12 +193,29 @@ def test_every_shell_command_is_one_this_test_checks(sandbox, tmp_path):
                 assert config.base_url == "https://api.juspay.in" and config.timezone == "Asia/Kolkata"
         elif words[0] == "export" and words[1].startswith("AIRFLOW_CONN_WAREHOUSE="):
             _warehouse_connection_opens(where, words[1].split("=", 1)[1], tmp_path)
+        elif words[0] == "curl":
+            _trigger_call_is_airflows(where, words)
         elif words[:3] == ["python", "-m", "airflow_provider_juspay.testing.sandbox"]:
             _sandbox_command_answers(words[3:])
         else:
             pytest.fail(f"{where}: a command no test checks: {command}")
         checked += 1
     assert checked >= 8
+
+
+def _trigger_call_is_airflows(where: str, words: list[str]) -> None:
+    """The REST call of a run by hand: Airflow's own request model takes its body, and it asks for the
+    day before its logical date (tests/system/run.py makes the same call on a real deployment)."""
+    from datetime import timedelta
+
+    from airflow.api_fastapi.core_api.datamodels.dag_run import TriggerDAGRunPostBody
+
+    url = next(w for w in words if "/api/v2/" in w)
+    assert re.search(r"/api/v2/dags/[a-z_]+/dagRuns$", url), f"{where}: {url}"
+    body = TriggerDAGRunPostBody.model_validate_json(words[words.index("-d") + 1])
+    assert body.data_interval_start and body.data_interval_end and body.logical_date, where
+    assert body.data_interval_end - body.data_interval_start == timedelta(days=1), where
+    assert body.logical_date - body.data_interval_end == timedelta(hours=12), "D+1 at noon"
 
 
 def _warehouse_connection_opens(where: str, value: str, tmp_path) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from bench.support import fresh_postgres_database, postgres_conn_json
 from tests.helpers import DAY, airflow_dags_test
 
 pytestmark = pytest.mark.e2e
@@ -54,16 +55,13 @@ def postgres_warehouse(column_type: str) -> str:
         pytest.skip("no PostgreSQL: set JUSPAY_TEST_POSTGRES_URI (.ci/run does)")
     import psycopg2
 
-    name = "juspay_window"
-    with closing(psycopg2.connect(uri)) as admin:
+    dsn = fresh_postgres_database(uri, "juspay_window")
+    with closing(psycopg2.connect(**dsn)) as admin:
         admin.autocommit = True
         with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
-            cursor.execute(f"CREATE DATABASE {name}")
             # A server whose zone is not UTC: timestamptz bounds would be read as Kolkata time.
-            cursor.execute(f"ALTER DATABASE {name} SET timezone TO 'Asia/Kolkata'")
-    dsn = psycopg2.extensions.parse_dsn(uri)
-    with closing(psycopg2.connect(**{**dsn, "dbname": name})) as db, db.cursor() as cursor:
+            cursor.execute("ALTER DATABASE juspay_window SET timezone TO 'Asia/Kolkata'")
+    with closing(psycopg2.connect(**dsn)) as db, db.cursor() as cursor:
         cursor.execute(
             f"CREATE TABLE fulfilments (id INTEGER PRIMARY KEY, order_id TEXT, fulfillment_status TEXT, "
             f"fulfillment_command TEXT, fulfillment_time TEXT, fulfillment_id TEXT, fulfillment_data TEXT, "
@@ -76,16 +74,7 @@ def postgres_warehouse(column_type: str) -> str:
         )
         db.commit()
     # The connection the warehouse page shows for timestamptz columns: the session in UTC.
-    return json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": dsn.get("host", "127.0.0.1"),
-            "port": int(dsn.get("port", 5432)),
-            "login": dsn.get("user", "postgres"),
-            "schema": name,
-            "extra": {"options": "-c timezone=UTC"},
-        }
-    )
+    return postgres_conn_json(dsn, options="-c timezone=UTC")
 
 
 @pytest.mark.parametrize(

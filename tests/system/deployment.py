@@ -335,8 +335,11 @@ class Rest:
         logical_date: str | None = None,
         conf: dict | None = None,
         partition_key: str | None = None,
+        data_interval: tuple[str, str] | None = None,
     ) -> str:
         body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
+        if data_interval is not None:
+            body["data_interval_start"], body["data_interval_end"] = data_interval
         if partition_key is not None:
             body["partition_key"] = partition_key
         return self.call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]

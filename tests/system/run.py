@@ -336,7 +336,8 @@ JOURNEY = [(datetime.now(timezone.utc) - timedelta(days=d)).date() for d in (12,
 
 def _journey(deployment: Deployment, rest: Rest, warehouse_uri: str, sandbox: Sandbox) -> set:
     """docs/howto/nightly.md as a user follows it, under the real scheduler, with the CLI it shows:
-    day J2 by hand the documented way (logical date J2+1 at noon); a hand run at a midnight (what
+    day J2 by hand the documented way (its interval given, logical date J2+1 at noon); a hand run at a
+    midnight (what
     ``airflow dags test <dag> <J3>`` makes, covering J2); a backfill of J1..J3, which skips J3 (a run
     sits at its logical date); the page's recipe for the skipped day. Every day's rows reach Juspay once.
     """
@@ -363,13 +364,14 @@ def _journey(deployment: Deployment, rest: Rest, warehouse_uri: str, sandbox: Sa
         return keys[day] & sandbox.accepted_keys()
 
     rest.unpause(dag_id)  # the scheduler's own run of yesterday has no rows of these days
-    # 1. Day J2 by hand, as the page's table says.
-    by_hand = deployment.airflow(
-        "dags", "trigger", dag_id, "--logical-date", f"{j2 + timedelta(days=1)}T12:00:00+00:00"
+    # 1. Day J2 by hand, as the page's table says: its interval given, at J2+1 noon. (The CLI's
+    #    `dags trigger --logical-date` would derive the interval from the time of the call instead.)
+    hand_run = rest.trigger(
+        dag_id,
+        logical_date=f"{j2 + timedelta(days=1)}T12:00:00Z",
+        data_interval=(f"{j2}T00:00:00Z", f"{j2 + timedelta(days=1)}T00:00:00Z"),
     )
-    hand_run = next(r["dag_run_id"] for r in rest.get(f"/dags/{dag_id}/dagRuns", limit=50)["dag_runs"]
-                    if r["logical_date"].startswith(f"{j2 + timedelta(days=1)}T12:00"))  # fmt: skip
-    assert rest.wait_run(dag_id, hand_run, timeout=300) == "success", by_hand.stdout[-2000:]
+    assert rest.wait_run(dag_id, hand_run, timeout=300) == "success"
     assert accepted_of(j2) == keys[j2], "day J2 by hand: its rows, the edges included"
     assert not accepted_of(j1) | accepted_of(j3), "by hand at J2+1 noon: day J2 only"
     # 2. The trap: a hand run at a midnight (J3, covering J2: its rows are skipped by the ledger).
@@ -395,13 +397,14 @@ def _journey(deployment: Deployment, rest: Rest, warehouse_uri: str, sandbox: Sa
     say(f"journey: the backfill made runs for {starts}; {j3} was skipped (a hand run sits at its date)")
     assert starts == [str(j1), str(j2)] and {r["state"] for r in runs} == {"success"}, runs
     assert accepted_of(j1) == keys[j1] and not accepted_of(j3), "J3 skipped, without a word"
-    # 4. The page's recipe for the skipped day: D+1 at noon, by hand.
-    deployment.airflow(
-        "dags", "trigger", dag_id, "--logical-date", f"{j3 + timedelta(days=1)}T12:00:00+00:00"
+    # 4. The page's recipe for the skipped day: by hand, its interval given, at D+1 noon.
+    fixed = rest.trigger(
+        dag_id,
+        logical_date=f"{j3 + timedelta(days=1)}T12:00:00Z",
+        data_interval=(f"{j3}T00:00:00Z", f"{j3 + timedelta(days=1)}T00:00:00Z"),
     )
-    fixed = next(r["dag_run_id"] for r in rest.get(f"/dags/{dag_id}/dagRuns", limit=50)["dag_runs"]
-                 if r["logical_date"].startswith(f"{j3 + timedelta(days=1)}T12:00"))  # fmt: skip
     assert rest.wait_run(dag_id, fixed, timeout=300) == "success"
+    assert accepted_of(j3) == keys[j3]
     every = set().union(*keys.values())
     twice = {k: n for k, n in sandbox.doubles().items() if k in every}
     say(f"journey: all {len(every)} rows of {j1}..{j3} at Juspay, {len(twice)} POSTed twice")
