@@ -101,7 +101,14 @@ def check_docs(site: Path, screenshots: Path) -> None:
                     )
                     assert broken == [], f"{path}: images that do not load: {broken}"
                     page.screenshot(path=str(screenshots / name), full_page=True)
-                say("the documentation site: landing page, a how-to and the ledger drawn, images loaded")
+                # The page with the widest code (a REST call on one line): every line wraps, none is cut.
+                page.goto(f"{base}/howto/nightly.html", wait_until="networkidle")
+                cut = page.evaluate(
+                    "[...document.querySelectorAll('div.highlight pre')]"
+                    ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.slice(0, 60))"
+                )
+                assert cut == [], f"code cut at the right edge: {cut}"
+                say("the documentation site: three pages drawn, images loaded, code wrapped")
             finally:
                 browser.close()
     finally:
