@@ -136,11 +136,10 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
         )
-        # A manual run's data interval ends at its logical date: the run of DAY + 1 covers DAY. That run
-        # stays at logical date DAY + 1, where a later backfill of DAY + 1 would take the day as done:
-        # harmless here (this AIRFLOW_HOME is thrown away); on a deployment, sync past days with
-        # `airflow backfill create` (README, "Syncing past days").
-        logical_date = (DAY + timedelta(days=1)).isoformat()
+        # Day D by hand, as docs/howto/nightly.md says: a manual run covers the last whole interval before
+        # its logical date, and at D+1 noon it sits on no date the schedule or a backfill would use.
+        next_day = (DAY + timedelta(days=1)).isoformat()
+        logical_date = f"{next_day}T12:00:00+00:00"
 
         print(f"\n1. The nightly sync of {DAY}.")
         code, elapsed = airflow_dags_test(env, DAG_ID, logical_date, "nightly_1.log")
@@ -159,7 +158,7 @@ def main() -> None:
         print("\n3. By morning the unknown orders were paid; the hourly retry sends only the failed keys.")
         sandbox_post(port, "orders", {order_id: "CHARGED" for order_id in seeded.unknown_ids})
         code, elapsed = airflow_dags_test(
-            env, "juspay_retry_failed", logical_date + "T06:00:00+00:00", "retry.log"
+            env, "juspay_retry_failed", f"{next_day}T18:00:00+00:00", "retry.log"
         )
         show(home, "juspay_retry_failed", "retry_failed", code, elapsed)
 
