@@ -42,6 +42,7 @@ __all__ = [
     "ErrorCode",
     "JuspayError",
     "LeaseLost",
+    "LedgerUnusable",
     "MappingError",
     "NotFound",
     "RateLimited",
@@ -146,6 +147,12 @@ class RecordError(JuspayError, ValueError):
 
 class SourceFileError(JuspayError):
     """A source file cannot be read any further (missing, not its format, cut short); names file and line."""
+
+
+class LedgerUnusable(JuspayError):
+    """The ledger's database cannot be used as it is (a SQLite file that cannot switch to WAL); the
+    message names the fix. Not a set-up mistake for good: another process may let the file go, so an
+    Airflow retry may pass."""
 
 
 class LeaseLost(JuspayError):

@@ -27,7 +27,8 @@ def db_api_hook(conn_id: str) -> DbApiHook:
     except Exception as exc:  # Airflow knows no hook of this type: its provider is not installed
         if "hook type" not in str(exc).lower():
             raise
-        package = _PROVIDERS.get(connection.conn_type, str(connection.conn_type).replace("_", "-"))
+        conn_type = str(connection.conn_type)
+        package = _PROVIDERS.get(conn_type, conn_type.replace("_", "-"))
         raise AirflowException(
             f"connection {conn_id!r} is of type {connection.conn_type!r}, and no installed Airflow provider "
             f"reads it: pip install apache-airflow-providers-{package} (docs: the warehouse connection)"

@@ -474,7 +474,7 @@ def test_a_ledger_in_the_file_a_query_streams_from_switches_it_to_wal_and_every_
 
 
 def test_a_sqlite_ledger_that_cannot_switch_to_wal_fails_at_once_with_the_line_that_fixes_it(tmp_path):
-    from airflow_provider_juspay.errors import ConfigError
+    from airflow_provider_juspay.errors import LedgerUnusable
 
     path = tmp_path / "warehouse.db"
     _journal_file(path, 10)
@@ -482,7 +482,7 @@ def test_a_sqlite_ledger_that_cannot_switch_to_wal_fails_at_once_with_the_line_t
     streaming = reader.execute("SELECT * FROM src")  # an open read holds the file's shared lock
     streaming.fetchone()
     started = time.monotonic()
-    with pytest.raises(ConfigError, match=r"PRAGMA journal_mode=WAL") as caught:
+    with pytest.raises(LedgerUnusable, match=r"PRAGMA journal_mode=WAL") as caught:
         Ledger(sqlite3.connect(path, timeout=0), merchant_id=MERCHANT_ID, lease_s=0.4)
     assert str(path) in str(caught.value) and "ledger_conn_id" in str(caught.value)
     assert time.monotonic() - started < 10, "at once, not after a run's worth of waiting"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_juspay.errors import ConfigError
+from airflow_provider_juspay.errors import LedgerUnusable
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class Database:
         file (the warehouse) does not lock the ledger's writes out ("database is locked" mid-run).
 
         WAL is a lasting property of the file. Raises
-        :class:`~airflow_provider_juspay.errors.ConfigError` with the one-line fix when the switch is
+        :class:`~airflow_provider_juspay.errors.LedgerUnusable` with the one-line fix when the switch is
         refused (another process holds the file); other databases need nothing."""
         if _driver(self.connection) != "sqlite3":
             return
@@ -210,7 +210,7 @@ class Database:
         finally:
             cursor.close()
         if mode != "wal":
-            raise ConfigError(
+            raise LedgerUnusable(
                 f"the SQLite ledger {path} could not be switched to WAL (journal mode {mode}), which a "
                 "ledger in a file other runs or a query read needs. Run once, with nothing else using the "
                 f"file: sqlite3 {path} 'PRAGMA journal_mode=WAL;'  (or give ledger_conn_id another file)"
