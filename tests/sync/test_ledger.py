@@ -457,7 +457,8 @@ def test_a_ledger_in_the_file_a_query_streams_from_switches_it_to_wal_and_every_
 ):
     """The README's set-up: warehouse and ledger in one SQLite file. In the rollback journal the open
     read of the streaming query locks out the ledger's claims ("database is locked" after the busy
-    timeout); the ledger switches the file to WAL before the query starts."""
+    timeout); the ledger switches the file to WAL before the query starts (ensure_table, which every
+    run that sends calls first)."""
     from airflow_provider_juspay.sync.sources import stream_query
 
     path = tmp_path / "warehouse.db"
@@ -483,6 +484,18 @@ def test_a_sqlite_ledger_that_cannot_switch_to_wal_fails_at_once_with_the_line_t
     streaming.fetchone()
     started = time.monotonic()
     with pytest.raises(LedgerUnusable, match=r"PRAGMA journal_mode=WAL") as caught:
-        Ledger(sqlite3.connect(path, timeout=0), merchant_id=MERCHANT_ID, lease_s=0.4)
+        Ledger(sqlite3.connect(path, timeout=0), merchant_id=MERCHANT_ID, lease_s=0.4).ensure_table()
     assert str(path) in str(caught.value) and "ledger_conn_id" in str(caught.value)
     assert time.monotonic() - started < 10, "at once, not after a run's worth of waiting"
+
+
+def test_a_dry_run_leaves_the_sqlite_file_as_it_found_it(tmp_path):
+    """A dry run writes nothing, not even the file's journal mode: WAL is for runs that write."""
+    path = tmp_path / "warehouse.db"
+    _journal_file(path, 3)
+    ledger = Ledger(sqlite3.connect(path), merchant_id=MERCHANT_ID)
+    preview = ledger.read_only()
+    assert preview is not None
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    ledger.ensure_table()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

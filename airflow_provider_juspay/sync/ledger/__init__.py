@@ -114,7 +114,6 @@ class Ledger:
         self.claim_id = uuid.uuid4().hex
         self.db = Database(connection, marker_for(placeholder) if placeholder else None)
         self.db.limit_statements(statement_timeout(lease_s))
-        self.db.let_readers_write_beside()
         statements = _Statements.for_table(self.db, table)
         lease_clock = LeaseClock(self.db, lease_s, wall_clock, steady=clock)
         self._lease = Lease(
@@ -161,7 +160,10 @@ class Ledger:
     # -- the table ---------------------------------------------------------------------------------
 
     def ensure_table(self) -> None:
-        """Create the table when missing and add columns newer releases need (safe when runs race)."""
+        """Make the database ready for a run that writes: a SQLite file in WAL (a query may still be
+        reading it), the table created when missing, with the columns newer releases need (safe when
+        runs race). A dry run, which writes nothing, does not call it."""
+        self.db.let_readers_write_beside()
         ensure_table(self.db, self.table)
 
     def exists(self) -> bool:
