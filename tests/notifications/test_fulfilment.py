@@ -45,21 +45,26 @@ def test_shards_are_added_up_and_a_missing_report_is_said():
     assert "no report was pushed" in FulfilmentReportNotifier().message({"ti": FakeTaskInstance()})
 
 
+def orders(prefix: str, n: int) -> list[dict]:
+    return [
+        {"order_id": f"{prefix}-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def sink(tmp_path, monkeypatch):
+    """Where the capturing notifier of the test DAGs writes what it was given."""
+    path = tmp_path / "notifications.txt"
+    monkeypatch.setenv("JUSPAY_TEST_NOTIFICATIONS", str(path))
+    return path
+
+
 @pytest.mark.e2e
-def test_a_real_dag_run_tells_its_success_and_its_failure(
-    airflow_db, sandbox, juspay_conn, tmp_path, monkeypatch
-):
-    sink = tmp_path / "notifications.txt"
-    monkeypatch.setenv("JUSPAY_TEST_NOTIFICATIONS", str(sink))
-    good = [
-        {"order_id": f"OK-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
-        for i in range(3)
-    ]
+def test_a_real_dag_run_tells_its_success_and_its_failure(airflow_db, sandbox, juspay_conn, sink):
+    good = orders("OK", 3)
     assert run_dag("juspay_test_notified", {"records": good}).task_states["push"] == "success"
-    unpaid = [
-        {"order_id": f"UNPAID-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
-        for i in range(4)
-    ]
+    unpaid = orders("UNPAID", 4)
     assert run_dag("juspay_test_notified", {"records": unpaid}).task_states["push"] == "failed"
     success, failure = sink.read_text().split("\n=====\n")[:2]
     assert "juspay_test_notified" in success and ": ok" in success and "sent 3" in success
@@ -73,15 +78,9 @@ def test_a_real_dag_run_tells_its_success_and_its_failure(
 
 @pytest.mark.e2e
 def test_on_a_failure_sensor_the_message_names_the_push_whose_log_has_the_cause(
-    airflow_db, sandbox, juspay_conn, tmp_path, monkeypatch
+    airflow_db, sandbox, juspay_conn, sink
 ):
-    sink = tmp_path / "notifications.txt"
-    monkeypatch.setenv("JUSPAY_TEST_NOTIFICATIONS", str(sink))
-    unpaid = [
-        {"order_id": f"UNPAID-{i}", "fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"}
-        for i in range(2)
-    ]
-    states = run_dag("juspay_test_notified_check", {"records": unpaid}).task_states
+    states = run_dag("juspay_test_notified_check", {"records": orders("UNPAID", 2)}).task_states
     assert states == {"push": "success", "check": "failed"}
     (message,) = [m for m in sink.read_text().split("\n=====\n") if m.strip()]
     assert "task push (checked by check)" in message and "rejected 2" in message
