@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +37,7 @@ from airflow_provider_juspay.sync.ledger.lease import (
 from airflow_provider_juspay.sync.ledger.outcomes import DEFAULT_FLUSH_EVERY_S, OutcomeWriter
 from airflow_provider_juspay.sync.ledger.reader import LedgerReader
 from airflow_provider_juspay.sync.ledger.rows import IN_FLIGHT, Key, RunInfo, payload_hash
+from airflow_provider_juspay.sync.ledger.runs import DEFAULT_RETENTION_DAYS, RunHistory, runs_table_for
 from airflow_provider_juspay.sync.ledger.schema import (
     DEFAULT_TABLE,
     checked_table_name,
@@ -82,6 +83,7 @@ class Ledger:
     :param wait_limit_s: longest wait for keys another run holds without renewing its lease; past it
         they are ``not_attempted`` (HELD_BY_STALLED_RUN) and the run is not green.
     :param clock: the steady clock leases and the fence are judged on (never stepped).
+    :param retention_days: days the run history keeps a run's row (older rows go when a run starts).
 
     Every statement on its connections is bounded
     (:func:`~airflow_provider_juspay.sync.ledger.lease.statement_timeout`). A sender asks :meth:`admit`
@@ -104,6 +106,7 @@ class Ledger:
         connect: Callable[[], Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         wait_limit_s: float = DEFAULT_WAIT_LIMIT_S,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
     ) -> None:
         self.table = checked_table_name(table)
         self.merchant_id = merchant_id
@@ -131,6 +134,14 @@ class Ledger:
             batch_size=batch_size, flush_every_s=flush_every_s, monotonic=clock,
         )  # fmt: skip
         self._reader = LedgerReader(self.db, table, merchant_id, lease_clock)
+        self._clock = lease_clock
+        #: This run's row in the run history (``juspay_sync_runs`` beside the table).
+        self.history = RunHistory(
+            self.db, runs_table_for(self.table),
+            merchant_id=merchant_id, claim_id=self.claim_id, ledger_table=self.table, run=self.run,
+            lease_s=lease_s, retention_days=retention_days,
+        )  # fmt: skip
+        self._lease.on_beat = lambda db: self.history.seen(db, lease_clock.now())
 
     @property
     def connection(self) -> Any:
@@ -165,6 +176,24 @@ class Ledger:
         runs race). A dry run, which writes nothing, does not call it."""
         self.db.let_readers_write_beside()
         ensure_table(self.db, self.table)
+        self.history.ensure_table()
+
+    def run_started(self) -> None:
+        """This run's row in the run history: ``running`` (after :meth:`ensure_table`)."""
+        self.history.started(self._clock.now())
+
+    def run_ended(
+        self,
+        state: str,
+        report: Mapping[str, Any] | None,
+        *,
+        stop_reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Complete this run's row: ``success``, ``failed`` or ``stopped``, with its report's counts."""
+        self.history.ended(
+            self._clock.now(), state=state, report=report, stop_reason=stop_reason, error=error
+        )
 
     def exists(self) -> bool:
         """Whether the table is there (without creating it)."""

@@ -213,6 +213,8 @@ class Lease:
         self.lost: str | None = None
         #: Called once, with the reason, when the lease is lost (the engine stops the run).
         self.on_lost: Callable[[str], None] | None = None
+        #: Called by the heartbeat after each renewal, on its connection (the run history's "alive").
+        self.on_beat: Callable[[Database], None] | None = None
         self._heartbeat = _Heartbeat(self, connect) if connect is not None else None
 
     # -- the fence -----------------------------------------------------------------------------------
@@ -389,6 +391,7 @@ class _Heartbeat:
                     db.limit_statements(max(1.0, lease_s / 4))
                 lease.clock.sync(db)
                 lease.renew(db)
+                _beat(lease, db)
             except Exception as exc:  # the database is away or slow: try again, on a new connection
                 _close(db)
                 db = None
@@ -402,6 +405,17 @@ class _Heartbeat:
                     "Could not renew the ledger lease (%s: %s); trying again", type(exc).__name__, exc
                 )
         _close(db)
+
+
+def _beat(lease: Lease, db: Database) -> None:
+    """Tell ``on_beat`` the run is alive; its failure is said, never the lease's."""
+    if lease.on_beat is None:
+        return
+    try:
+        lease.on_beat(db)
+    except Exception as exc:
+        db.rollback()
+        log.warning("Could not mark the run alive in the run history (%s: %s)", type(exc).__name__, exc)
 
 
 def _close(db: Database | None) -> None:

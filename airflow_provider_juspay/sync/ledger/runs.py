@@ -1,0 +1,163 @@
+"""The run history beside the ledger: one row per push that has a ledger (every shard and try).
+
+A row is written when the push starts (state ``running``), its ``last_seen_at`` moved on while the run
+lives, and completed when it ends (``success``, ``failed`` or ``stopped`` with the stop's code, the
+counts by outcome, rows read, records per second, what pacing found, the error that ended it). A row
+still ``running`` whose ``last_seen_at`` is older than its ``lease_s`` belongs to a run that was killed
+(or whose process is paused): nothing ended it. Rows older than ``retention_days`` are removed by the
+runs themselves when they start. The table sits in the ledger's schema, named ``juspay_sync_runs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_provider_juspay.fulfilment import Outcome
+from airflow_provider_juspay.sync.ledger.dialect import Database
+from airflow_provider_juspay.sync.ledger.rows import RunInfo, timestamp
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_RETENTION_DAYS", "RUNS_TABLE", "RunHistory", "runs_table_for"]
+
+RUNS_TABLE = "juspay_sync_runs"
+#: Days a run's row is kept; older rows are removed by the next run that starts.
+DEFAULT_RETENTION_DAYS = 90
+#: The counts kept, one column each, in the order of the outcomes.
+OUTCOME_COLUMNS = tuple(o.value for o in Outcome)
+_PACING_COLUMNS = ("peak_concurrency", "final_concurrency", "throttled")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    claim_id VARCHAR(64) NOT NULL PRIMARY KEY,
+    merchant_id VARCHAR(128) NOT NULL,
+    ledger_table VARCHAR(255) NOT NULL,
+    dag_id VARCHAR(250),
+    run_id VARCHAR(250),
+    task_id VARCHAR(250),
+    map_index INTEGER,
+    try_number INTEGER,
+    started_at VARCHAR(32) NOT NULL,
+    last_seen_at VARCHAR(32) NOT NULL,
+    ended_at VARCHAR(32),
+    lease_s INTEGER NOT NULL,
+    state VARCHAR(16) NOT NULL,
+    stop_reason VARCHAR(64),
+    {outcomes},
+    rows_read INTEGER,
+    records_per_s DOUBLE PRECISION,
+    peak_concurrency INTEGER,
+    final_concurrency INTEGER,
+    throttled INTEGER,
+    error VARCHAR(2000)
+)
+"""
+ERROR_SIZE = 2000
+
+
+def runs_table_for(ledger_table: str) -> str:
+    """The run history's table, in the ledger table's schema: ``analytics.x`` gives
+    ``analytics.juspay_sync_runs``."""
+    schema, dot, _ = ledger_table.rpartition(".")
+    return f"{schema}{dot}{RUNS_TABLE}"
+
+
+class RunHistory:
+    """The row of one run in the run history, through the ledger's connection (its dialect)."""
+
+    def __init__(
+        self,
+        db: Database,
+        table: str,
+        *,
+        merchant_id: str,
+        claim_id: str,
+        ledger_table: str,
+        run: RunInfo,
+        lease_s: float,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
+        self.db = db
+        self.table = table
+        self.merchant_id = merchant_id
+        self.claim_id = claim_id
+        self.ledger_table = ledger_table
+        self.run = run
+        self.lease_s = lease_s
+        self.retention_days = retention_days
+
+    def ensure_table(self) -> None:
+        """Create the table and its index on ``started_at`` when missing (safe when runs race)."""
+        outcomes = ",\n    ".join(f"{name} INTEGER" for name in OUTCOME_COLUMNS)
+        index = f"{self.table.rpartition('.')[2]}_started_at"
+        for statement in (
+            _DDL.format(table=self.table, outcomes=outcomes),
+            f"CREATE INDEX IF NOT EXISTS {index} ON {self.table} (started_at)",
+        ):
+            try:
+                self.db.execute(statement)
+            except Exception:  # another run created it first, or the database has no IF NOT EXISTS
+                self.db.rollback()
+
+    def started(self, now: datetime) -> None:
+        """The row of a run that starts (``running``); rows past the retention go."""
+        columns = (
+            "claim_id", "merchant_id", "ledger_table", "dag_id", "run_id", "task_id", "map_index",
+            "try_number", "started_at", "last_seen_at", "lease_s", "state",
+        )  # fmt: skip
+        run = self.run
+        values = [
+            self.claim_id, self.merchant_id, self.ledger_table, run.dag_id, run.run_id, run.task_id,
+            run.map_index, run.try_number, timestamp(now), timestamp(now), round(self.lease_s), "running",
+        ]  # fmt: skip
+        binds = self.db.binds()
+        self.db.execute(
+            f"INSERT INTO {self.table} ({', '.join(columns)}) VALUES ({binds.many(len(columns))})", values
+        )
+        cutoff = timestamp(now - timedelta(days=self.retention_days))
+        removed = self.db.execute(
+            f"DELETE FROM {self.table} WHERE started_at < {self.db.binds()()}", [cutoff]
+        )
+        if removed > 0:
+            log.info("Run history: %d rows older than %d days removed", removed, self.retention_days)
+
+    def seen(self, db: Database, now: datetime) -> None:
+        """The run is alive (its heartbeat, on its own connection ``db``)."""
+        binds = db.binds()
+        seen, mine = binds(), binds()
+        alive = f"UPDATE {self.table} SET last_seen_at = {seen} WHERE claim_id = {mine} AND state = 'running'"
+        db.execute(alive, [timestamp(now), self.claim_id])
+
+    def ended(
+        self,
+        now: datetime,
+        *,
+        state: str,
+        report: Mapping[str, Any] | None,
+        stop_reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Complete the row: how the run ended, its counts and pacing (from the report's dict)."""
+        report = report or {}
+        counts = report.get("counts") or {}
+        pacing = report.get("pacing") or {}
+        sets = {
+            "ended_at": timestamp(now),
+            "last_seen_at": timestamp(now),
+            "state": state,
+            "stop_reason": stop_reason,
+            **{name: int(counts.get(name, 0)) for name in OUTCOME_COLUMNS},
+            "rows_read": int(report.get("total", 0)),
+            "records_per_s": float(report.get("records_per_s") or 0.0),
+            **{name: pacing.get(name) for name in _PACING_COLUMNS},
+            "error": error[:ERROR_SIZE] if error else None,
+        }
+        binds = self.db.binds()
+        assignments = ", ".join(f"{name} = {binds()}" for name in sets)
+        self.db.execute(
+            f"UPDATE {self.table} SET {assignments} WHERE claim_id = {binds()}",
+            [*sets.values(), self.claim_id],
+        )
