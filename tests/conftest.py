@@ -117,6 +117,7 @@ def ledger_db(request, tmp_path):
         conn = psycopg2.connect(uri)
         with conn.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS juspay_fulfilment_ledger")
+            cursor.execute("DROP TABLE IF EXISTS juspay_sync_runs")
         conn.commit()
     yield conn
     conn.close()

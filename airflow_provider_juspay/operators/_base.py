@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -217,6 +217,34 @@ class FulfilmentOperatorBase(BaseOperator):
             "what was delivered; Juspay de-duplicates only some commands (docs: the ledger).",
             again,
         )
+
+    @contextmanager
+    def recorded_run(self, ledger: Ledger | None) -> Iterator[Callable[[Any, str | None], None]]:
+        """The run's row in the run history, completed however the push ends: the body calls the given
+        function with the push and its verdict; a push that raises is recorded ``failed`` with its error.
+        Writing the history never fails the push (said in the log)."""
+        done: list[bool] = []
+
+        def record(pushed: Any, problem: str | None) -> None:
+            done.append(True)
+            stop = pushed.stop
+            state = "stopped" if stop is not None else "failed" if problem else "success"
+            self._end_run(ledger, state, pushed.report.to_dict(), stop and stop.error_code, problem)
+
+        try:
+            yield record
+        except BaseException as exc:
+            if not done:
+                self._end_run(ledger, "failed", None, None, f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _end_run(self, ledger: Ledger | None, state: str, report: Any, stop: str | None, error: Any) -> None:
+        if ledger is None:
+            return
+        try:
+            ledger.run_ended(state, report, stop_reason=stop, error=error)
+        except Exception as exc:
+            self.log.warning("The run history could not be written (%s: %s)", type(exc).__name__, exc)
 
     def _failed(self, error: BaseException) -> BaseException:
         """Remember why this try fails (for lineage) and hand the exception back to raise."""

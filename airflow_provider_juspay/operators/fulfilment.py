@@ -157,18 +157,21 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             with self.open_ledger(context) as ledger:
                 if ledger is not None:
                     ledger.ensure_table()
+                    ledger.run_started()
                 control = self.run_control()
-                pushed = push(
-                    rows,
-                    report=ReportBuilder(total=len(rows), max_failures_listed=self.max_failures_listed),
-                    make_record=self.make_record,
-                    send=partial(self.hook.client.fulfil, control=control),
-                    max_concurrency=1,
-                    ledger=ledger,
-                    on_change=self.on_change,
-                    control=control,
-                    export=results.append,
-                )
+                with self.recorded_run(ledger) as record:
+                    pushed = push(
+                        rows,
+                        report=ReportBuilder(total=len(rows), max_failures_listed=self.max_failures_listed),
+                        make_record=self.make_record,
+                        send=partial(self.hook.client.fulfil, control=control),
+                        max_concurrency=1,
+                        ledger=ledger,
+                        on_change=self.on_change,
+                        control=control,
+                        export=results.append,
+                    )
+                    record(pushed, self._verdict(pushed.report))
         finally:
             self.hook.close()
         for result in results:
@@ -183,7 +186,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         self.suggest_a_ledger(report)
         # The same report as the bulk operator's, under the same key, for notifiers and lineage.
         context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
-        problem = report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
+        problem = self._verdict(report)
         if problem is not None:
             context["ti"].xcom_push(key=DEPRECATED_RESULTS_KEY, value=payload)
             if pushed.stop is not None:
@@ -199,6 +202,9 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             raise self._failed(_verdict_error(f"{problem} ({shown})", report, None))
         self.announce(context)
         return payload[0] if single else payload
+
+    def _verdict(self, report: RunReport) -> str | None:
+        return report.verdict(max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio)
 
     def _single_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in ORDER_FIELDS if getattr(self, name) is not None}
@@ -442,9 +448,11 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 else:
                     if ledger is not None:
                         ledger.ensure_table()
+                        ledger.run_started()
                     control = self.run_control(self.rate_limit, limiter=self._limiter())
                     send, run_ledger = partial(self.hook.client.fulfil, control=control), ledger
-                with self._failure_export() as export:
+                history = ledger if not self.is_dry_run else None
+                with self.recorded_run(history) as record, self._failure_export() as export:
                     pushed = push(
                         self._rows(files, builder),
                         report=builder,
@@ -456,6 +464,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                         control=control,
                         export=export.add if export is not None else None,
                     )
+                    record(pushed, self._verdict(pushed.report))
         finally:
             self.hook.close()
         report = self._report = pushed.report
@@ -468,9 +477,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 "The source read 0 rows: nothing was sent. If rows were expected, check the query's "
                 "window (data interval, dates) and the source; min_rows= fails a run that reads fewer."
             )
-        problem = report.verdict(
-            max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio, min_rows=self.min_rows
-        )
+        problem = self._verdict(report)
         context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
         if problem is not None:
             if pushed.stop is not None:
@@ -481,6 +488,11 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             raise self._failed(_verdict_error(problem, report, self.min_rows))
         self.announce(context)
         return report.to_dict()
+
+    def _verdict(self, report: RunReport) -> str | None:
+        return report.verdict(
+            max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio, min_rows=self.min_rows
+        )
 
     def _limiter(self) -> AdaptiveLimit | None:
         if self.pacing != "adaptive":
