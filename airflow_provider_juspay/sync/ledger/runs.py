@@ -109,9 +109,10 @@ class RunHistory:
             "try_number", "started_at", "last_seen_at", "lease_s", "state",
         )  # fmt: skip
         run = self.run
+        map_index = -1 if run.map_index is None else run.map_index  # as the ledger's rows: joins compare it
         values = [
             self.claim_id, self.merchant_id, self.ledger_table, run.dag_id, run.run_id, run.task_id,
-            run.map_index, run.try_number, timestamp(now), timestamp(now), round(self.lease_s), "running",
+            map_index, run.try_number, timestamp(now), timestamp(now), round(self.lease_s), "running",
         ]  # fmt: skip
         binds = self.db.binds()
         self.db.execute(
