@@ -28,6 +28,7 @@ from airflow_provider_juspay.sync.ledger import (
 )
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import RunReport
+from airflow_provider_juspay.utils.metrics import emit as emit_metrics
 from airflow_provider_juspay.utils.sql import db_api_hook
 
 if TYPE_CHECKING:
@@ -205,6 +206,13 @@ class FulfilmentOperatorBase(BaseOperator):
                     event.add_partitions(partition_key)
             except Exception as exc:  # the push is done and delivered: an event's extra must not fail it
                 self.log.warning("asset event of %s carries no report: %s", outlet.uri, exc)
+
+    def send_metrics(self, context: Context, report: RunReport) -> None:
+        """The push's figures to Airflow's metrics (StatsD, OpenTelemetry), when the deployment has them."""
+        ti = context["ti"]
+        emit_metrics(
+            report.to_dict(), dag_id=ti.dag_id, task_id=ti.task_id, merchant_id=self.hook.config.merchant_id
+        )
 
     def suggest_a_ledger(self, report: RunReport) -> None:
         """Without a ledger, orders Juspay already had were sent again: say once how to skip them."""

@@ -184,6 +184,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         payload = [r.to_dict() for r in results]
         report = self._report = pushed.report
         self.suggest_a_ledger(report)
+        self.send_metrics(context, report)
         # The same report as the bulk operator's, under the same key, for notifiers and lineage.
         context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
         problem = self._verdict(report)
@@ -472,6 +473,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             report.failures_export = {"path": str(self.failures_path), "rows": export.rows}
         self.log.info("%s", report.format())
         self.suggest_a_ledger(report)
+        if not self.is_dry_run:
+            self.send_metrics(context, report)
         if report.total == 0 and not report.unread:
             self.log.warning(
                 "The source read 0 rows: nothing was sent. If rows were expected, check the query's "
