@@ -95,6 +95,18 @@ def show(home: Path, dag_id: str, task_id: str, code: int, elapsed: float) -> No
     print(f"DAG run {'succeeded' if code == 0 else 'FAILED'} in {elapsed:.1f}s (with Airflow start-up).")
 
 
+def show_run_history(warehouse: Path) -> None:
+    """The run history the pushes wrote beside their ledger (docs/ledger.md, "The run history")."""
+    columns = ("dag_id", "task_id", "state", "sent", "skipped", "rejected", "invalid", "rows_read")
+    with closing(sqlite3.connect(warehouse)) as db:
+        runs = db.execute(f"SELECT {', '.join(columns)} FROM juspay_sync_runs ORDER BY started_at").fetchall()
+    widths = (22, 18, 9, 6, 8, 9, 8, 10)
+    print(f"\nThe run history (juspay_sync_runs in {warehouse.name}):")
+    for row in [columns, *runs]:
+        cells = [str(v).ljust(w) if i < 3 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))]
+        print("  " + "".join(cells))
+
+
 def sandbox_post(port: int, what: str, payload: dict) -> None:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/__sandbox/{what}", data=json.dumps(payload).encode(), method="POST"
@@ -168,6 +180,7 @@ def main() -> None:
             f"for {seeded.good + seeded.unknown} valid orders, {state['doubles']} of them twice; "
             f"{seeded.bad} rows with bad values were never sent."
         )
+        show_run_history(WORK / "warehouse.db")
         sys.exit(code)
     finally:
         sandbox.terminate()
