@@ -103,7 +103,10 @@ def show_run_history(warehouse: Path) -> None:
     widths = (22, 18, 9, 6, 8, 9, 8, 10)
     print(f"\nThe run history (juspay_sync_runs in {warehouse.name}):")
     for row in [columns, *runs]:
-        cells = [str(v).ljust(w) if i < 3 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            str(v).ljust(w) if i < 3 else str(v).rjust(w)
+            for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        ]
         print("  " + "".join(cells))
 
 
