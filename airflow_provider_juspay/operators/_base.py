@@ -228,30 +228,36 @@ class FulfilmentOperatorBase(BaseOperator):
 
     @contextmanager
     def recorded_run(self, ledger: Ledger | None) -> Iterator[Callable[[Any, str | None], None]]:
-        """The run's row in the run history, completed however the push ends: the body calls the given
-        function with the push and its verdict; a push that raises is recorded ``failed`` with its error.
-        Writing the history never fails the push (said in the log)."""
-        done: list[bool] = []
+        """The run's row in the run history (``ledger`` None: none), started here and completed however
+        the push ends: the body calls the given function with the push and its verdict; a push that
+        raises is recorded ``failed`` with its error. Writing the history never fails the push."""
+        if ledger is None:
+            yield lambda pushed, problem: None
+            return
+        self._history(ledger.run_started)
+        recorded = False
 
         def record(pushed: Any, problem: str | None) -> None:
-            done.append(True)
+            nonlocal recorded
+            recorded = True
             stop = pushed.stop
             state = "stopped" if stop is not None else "failed" if problem else "success"
-            self._end_run(ledger, state, pushed.report.to_dict(), stop and stop.error_code, problem)
+            report = pushed.report.to_dict()
+            self._history(
+                ledger.run_ended, state, report, stop_reason=stop and stop.error_code, error=problem
+            )
 
         try:
             yield record
         except BaseException as exc:
-            if not done:
-                self._end_run(ledger, "failed", None, None, f"{type(exc).__name__}: {exc}")
+            if not recorded:
+                self._history(ledger.run_ended, "failed", None, error=f"{type(exc).__name__}: {exc}")
             raise
 
-    def _end_run(self, ledger: Ledger | None, state: str, report: Any, stop: str | None, error: Any) -> None:
-        if ledger is None:
-            return
+    def _history(self, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         try:
-            ledger.run_ended(state, report, stop_reason=stop, error=error)
-        except Exception as exc:
+            write(*args, **kwargs)
+        except Exception as exc:  # a view of the run: the push goes on, and says so
             self.log.warning("The run history could not be written (%s: %s)", type(exc).__name__, exc)
 
     def _failed(self, error: BaseException) -> BaseException:

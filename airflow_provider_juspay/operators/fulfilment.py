@@ -157,7 +157,6 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             with self.open_ledger(context) as ledger:
                 if ledger is not None:
                     ledger.ensure_table()
-                    ledger.run_started()
                 control = self.run_control()
                 with self.recorded_run(ledger) as record:
                     pushed = push(
@@ -449,7 +448,6 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 else:
                     if ledger is not None:
                         ledger.ensure_table()
-                        ledger.run_started()
                     control = self.run_control(self.rate_limit, limiter=self._limiter())
                     send, run_ledger = partial(self.hook.client.fulfil, control=control), ledger
                 history = ledger if not self.is_dry_run else None

@@ -120,3 +120,21 @@ def test_rows_past_the_retention_are_removed_when_a_run_starts(db):
     assert [r["try_number"] for r in history(db)] == [2], "the 91-day-old row went, 90 days are kept"
     ledger_of(db, try_number=3, retention_days=400).run_started()
     assert len(history(db)) == 2
+
+
+def test_a_live_run_still_waiting_for_its_first_rows_is_not_taken_for_dead(db, connect):
+    """A slow warehouse query: no key claimed for longer than the lease, yet the run is alive."""
+    ledger = Ledger(
+        db, merchant_id=MERCHANT_ID, run=RunInfo("dag", "r", "t", 1), lease_s=0.8, connect=connect
+    )
+    ledger.ensure_table()
+    ledger.run_started()
+    time.sleep(1.6)  # two leases, nothing claimed
+    watcher = connect()
+    cursor = watcher.cursor()
+    cursor.execute(KILLED[dialect(watcher)])
+    found = cursor.fetchall()
+    cursor.close()
+    watcher.close()
+    ledger.close()
+    assert found == [], "the heartbeat keeps a run seen from its start, not from its first claim"

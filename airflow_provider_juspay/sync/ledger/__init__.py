@@ -179,8 +179,10 @@ class Ledger:
         self.history.ensure_table()
 
     def run_started(self) -> None:
-        """This run's row in the run history: ``running`` (after :meth:`ensure_table`)."""
+        """This run's row in the run history: ``running`` (after :meth:`ensure_table`), kept seen by
+        the heartbeat from now on."""
         self.history.started(self._clock.now())
+        self._lease.keep_alive()
 
     def run_ended(
         self,

@@ -273,6 +273,12 @@ class Lease:
     def idle_for(self) -> float:
         return self._monotonic() - self._last_progress
 
+    def keep_alive(self) -> None:
+        """Start the heartbeat now, before any claim: a run still waiting for its first rows (a slow
+        query) beats too, so the run history does not take it for dead."""
+        if self._heartbeat is not None:
+            self._heartbeat.start()
+
     def overdue(self) -> bool:
         """Whether some key's deadline has passed without a confirmed renewal."""
         oldest = self.holdings.oldest()

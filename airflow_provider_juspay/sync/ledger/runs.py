@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     started_at VARCHAR(32) NOT NULL,
     last_seen_at VARCHAR(32) NOT NULL,
     ended_at VARCHAR(32),
-    lease_s INTEGER NOT NULL,
+    lease_s DOUBLE PRECISION NOT NULL,
     state VARCHAR(16) NOT NULL,
     stop_reason VARCHAR(64),
     {outcomes},
@@ -112,7 +112,7 @@ class RunHistory:
         map_index = -1 if run.map_index is None else run.map_index  # as the ledger's rows: joins compare it
         values = [
             self.claim_id, self.merchant_id, self.ledger_table, run.dag_id, run.run_id, run.task_id,
-            map_index, run.try_number, timestamp(now), timestamp(now), round(self.lease_s), "running",
+            map_index, run.try_number, timestamp(now), timestamp(now), float(self.lease_s), "running",
         ]  # fmt: skip
         binds = self.db.binds()
         self.db.execute(
