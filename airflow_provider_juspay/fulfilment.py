@@ -342,8 +342,9 @@ def _whole_number(value: object, name: str, check: Any) -> object:
     )
 
 
-#: A number's text as a float prints it ('9000000000000.0', '9e+12'): an id that went through a float.
-_FLOAT_TEXT = re.compile(r"^[0-9]+\.0+$|^[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+$")
+#: A number's text as a float prints it ('9000000000000.0', '9e+12', '1.0e+20'): an id that went through
+#: a float. The exponent's sign and one-digit mantissa are how floats print: a hex id ('4e1023') passes.
+_FLOAT_TEXT = re.compile(r"^[0-9]+\.0+$|^[0-9](\.[0-9]+)?[eE][+-][0-9]+$")
 
 
 def _order_id(value: object) -> str:
