@@ -463,12 +463,12 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                         control=control,
                         export=export.add if export is not None else None,
                     )
+                    if export is not None and export.rows:  # before the history row, which names it
+                        pushed.report.failures_export = {"path": str(self.failures_path), "rows": export.rows}
                     record(pushed, self._verdict(pushed.report))
         finally:
             self.hook.close()
         report = self._report = pushed.report
-        if export is not None and export.rows:
-            report.failures_export = {"path": str(self.failures_path), "rows": export.rows}
         self.log.info("%s", report.format())
         self.suggest_a_ledger(report)
         if not self.is_dry_run:

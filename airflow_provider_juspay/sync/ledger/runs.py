@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS {table} (
     peak_concurrency INTEGER,
     final_concurrency INTEGER,
     throttled INTEGER,
-    error VARCHAR(2000)
+    error VARCHAR(2000),
+    failures_export VARCHAR(1024)
 )
 """
 ERROR_SIZE = 2000
@@ -155,6 +156,7 @@ class RunHistory:
             "records_per_s": float(report.get("records_per_s") or 0.0),
             **{name: pacing.get(name) for name in _PACING_COLUMNS},
             "error": error[:ERROR_SIZE] if error else None,
+            "failures_export": (report.get("failures_export") or {}).get("path"),
         }
         binds = self.db.binds()
         assignments = ", ".join(f"{name} = {binds()}" for name in sets)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.ledger.rows import IN_FLIGHT, LedgerRow
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "juspay_fulfilment_ledger"
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -75,6 +78,22 @@ def ensure_table(db: Database, table: str) -> None:
             db.rollback()
             if not _has_column(db, table, name):
                 raise
+    for statement in index_statements(table):
+        try:
+            db.execute(statement)
+        except Exception as exc:  # the page reads slowly without them; a push never needs them
+            db.rollback()
+            log.warning("Ledger index not created (%s); the Juspay page needs it: %s", exc, statement)
+
+
+def index_statements(table: str) -> list[str]:
+    """The ledger's indexes for reading it (the Juspay page): failures and keys in flight by state and
+    time, a run's rows by its claim. The claim protocol itself needs only the primary key."""
+    name = table.rpartition(".")[2]
+    return [
+        f"CREATE INDEX IF NOT EXISTS {name}_state_attempt ON {table} (state, last_attempt_at)",
+        f"CREATE INDEX IF NOT EXISTS {name}_claim ON {table} (claim_id)",
+    ]
 
 
 def table_exists(db: Database, table: str) -> bool:
