@@ -1,0 +1,1 @@
+"""The provider's Airflow plugin (registered by the ``airflow.plugins`` entry point)."""
