@@ -144,8 +144,9 @@ class OrderFailure:
 class LedgerViews:
     """Read-only queries over one ledger table and the run history beside it."""
 
-    def __init__(self, db: Database, ledger_table: str) -> None:
-        self.db = db
+    def __init__(self, connection: Any, ledger_table: str) -> None:
+        """``connection``: a DB-API connection to the ledger's database (or its :class:`Database`)."""
+        self.db = connection if isinstance(connection, Database) else Database(connection)
         self.table = checked_table_name(ledger_table)
         self.runs_table = runs_table_for(self.table)
 
