@@ -7,8 +7,7 @@ named by ``[juspay] ledger_conn_id`` is read with bounded queries, and a ledger 
 is named on the page without its error text (which could carry connection details; it is logged).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations, which name a local.
 import logging
 import secrets
 from collections.abc import Callable, Iterator
