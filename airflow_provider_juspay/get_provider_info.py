@@ -112,6 +112,30 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "notifications": ["airflow_provider_juspay.notifications.fulfilment.FulfilmentReportNotifier"],
         "extra-links": ["airflow_provider_juspay.operators.links.JuspayDashboardLink"],
+        "config": {
+            "juspay": {
+                "description": "What the Juspay page in Airflow's UI reads (set on the API server).",
+                "options": {
+                    "ledger_conn_id": {
+                        "description": "The SQL connection(s) holding the ledger your pushes' ledger_conn_id "
+                        "names, comma-separated when a deployment has several; an entry may name its table "
+                        "as conn_id:schema.table. Empty: the page says how to set it.",
+                        "version_added": "1.1.0",
+                        "type": "string",
+                        "example": "warehouse, finance_ledger:analytics.juspay_fulfilment_ledger",
+                        "default": "",
+                    },
+                    "ledger_table": {
+                        "description": "The ledger table of entries that do not name one (the operators' "
+                        "ledger_table); the run history is read beside it.",
+                        "version_added": "1.1.0",
+                        "type": "string",
+                        "example": "analytics.juspay_fulfilment_ledger",
+                        "default": "juspay_fulfilment_ledger",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_juspay.hooks.juspay.JuspayHook",

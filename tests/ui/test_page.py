@@ -161,3 +161,15 @@ def test_the_page_stays_closed_when_airflow_cannot_check_the_caller(monkeypatch)
     for path in ("/", "/run?dag_id=a&run_id=b"):
         response = client.get(path, headers={"Authorization": "Bearer anything"})
         assert response.status_code == 503 and "cannot check who you are" in response.text
+
+
+def test_the_ledgers_come_from_the_juspay_config_section(monkeypatch):
+    from airflow_provider_juspay.ui.app import ledger_sources
+
+    monkeypatch.setenv("AIRFLOW__JUSPAY__LEDGER_CONN_ID", " warehouse , finance:analytics.ledger,")
+    monkeypatch.setenv("AIRFLOW__JUSPAY__LEDGER_TABLE", "ops.juspay_ledger")
+    assert ledger_sources() == [("warehouse", "ops.juspay_ledger"), ("finance", "analytics.ledger")]
+    monkeypatch.delenv("AIRFLOW__JUSPAY__LEDGER_TABLE")
+    assert ledger_sources()[0] == ("warehouse", "juspay_fulfilment_ledger")
+    monkeypatch.delenv("AIRFLOW__JUSPAY__LEDGER_CONN_ID")
+    assert ledger_sources() == []
