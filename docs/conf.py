@@ -49,7 +49,7 @@ nitpick_ignore_regex = [
     (
         r"py:.*",
         r"(airflow|pendulum|requests|urllib3|tenacity|datetime|collections|typing|enum|"
-        r"contextlib|concurrent|threading|urllib|pathlib|logging|sqlalchemy|jinja2|openlineage|pyarrow|http|ssl|types|argparse)\b.*",
+        r"contextlib|concurrent|threading|urllib|pathlib|logging|sqlalchemy|jinja2|openlineage|pyarrow|http|ssl|types|argparse|fastapi|starlette)\b.*",
     ),
     (
         r"py:class",

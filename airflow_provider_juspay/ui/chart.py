@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from airflow_provider_juspay.sync.ledger.views import DayCounts
 
-__all__ = ["GROUPS", "Chart", "outcomes_chart"]
+__all__ = ["GROUPS", "Bar", "Chart", "Segment", "outcomes_chart"]
 
 #: What the bars stack, bottom up: a label, the outcomes it adds up, its colour.
 GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -20,6 +20,8 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 @dataclass(frozen=True)
 class Segment:
+    """One outcome group's part of a bar."""
+
     label: str
     value: int
     color: str
@@ -29,6 +31,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class Bar:
+    """One day's bar: its place, its total, its segments bottom up."""
+
     day: str
     x: float
     width: float
@@ -38,6 +42,8 @@ class Bar:
 
 @dataclass(frozen=True)
 class Chart:
+    """The bars and the plot's size (the tallest bar is the busiest day)."""
+
     width: int
     height: int
     plot_height: int

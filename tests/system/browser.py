@@ -4,6 +4,8 @@ the nightly run's grid and its push task's log, as screenshots."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from tests.system.deployment import ADMIN_PASSWORD, say
 
@@ -22,6 +24,15 @@ STANDARD_LABELS = ("Base URL (optional)", "Merchant ID", "API key")
 EXTRA_LABELS = ("Environment", "Request deadline (s)", "Attempts per request", "Fulfilment time zone")
 
 
+def _log_in(page: Any, api: str) -> None:
+    page.set_default_timeout(30_000)
+    page.goto(f"{api}/", wait_until="networkidle")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.locator("button[type=submit]").click()
+    page.get_by_role("button", name="Admin").wait_for()  # logged in: the navigation is drawn
+
+
 def check_ui(api: str, screenshots: Path, *, nightly_run: str) -> None:
     """Log in, check the connection form of type ``juspay``, and save what a user would look at."""
     from playwright.sync_api import sync_playwright
@@ -30,12 +41,7 @@ def check_ui(api: str, screenshots: Path, *, nightly_run: str) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(30_000)
-            page.goto(f"{api}/", wait_until="networkidle")
-            page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", ADMIN_PASSWORD)
-            page.locator("button[type=submit]").click()
-            page.get_by_role("button", name="Admin").wait_for()  # logged in: the navigation is drawn
+            _log_in(page, api)
 
             page.goto(f"{api}/connections", wait_until="networkidle")
             page.get_by_role("button", name="Add Connection").click()
@@ -67,6 +73,46 @@ def check_ui(api: str, screenshots: Path, *, nightly_run: str) -> None:
             browser.close()
 
 
+def check_juspay_page(api: str, screenshots: Path, *, dag_id: str, run_id: str, pushes: list[dict]) -> None:
+    """The Juspay page in the navigation and the Juspay tab of a DAG run, as a logged-in user sees them:
+    the tab's counts are the run history's (``pushes``: one dict per try, as the database holds them),
+    a run's link on the page opens Airflow's run page in the whole window. Screenshots for the docs."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            _log_in(page, api)
+            page.goto(f"{api}/plugin/juspay", wait_until="networkidle")
+            frame = page.frame_locator("iframe")
+            frame.get_by_text("Recent runs").wait_for()
+            frame.get_by_text(dag_id).first.wait_for()
+            assert frame.locator("svg rect").count() > 0, "the outcomes chart has bars"
+            page.screenshot(path=str(screenshots / "juspay-page.png"), full_page=True)
+            say("the Juspay page: recent runs, outcomes per day, failure reasons, keys in flight")
+
+            frame.locator(f"a[href*='/runs/{quote(run_id, safe='')}']").first.click()
+            page.wait_for_url(f"**/dags/{dag_id}/runs/**")
+            say(f"a run's link on the page opened Airflow's own page: {page.url.removeprefix(api)}")
+
+            page.goto(f"{api}/dags/{dag_id}/runs/{quote(run_id, safe='')}", wait_until="networkidle")
+            page.get_by_role("tab", name="Juspay").click()
+            tab = page.frame_locator("iframe")
+            tab.get_by_text("Juspay pushes of this run").wait_for()
+            text = tab.locator("body").inner_text()
+            for push in pushes:
+                row = tab.locator("tr", has_text=f"{push['task_id']}").filter(
+                    has_text=str(push["try_number"])
+                )
+                assert row.count() >= 1, f"try {push['try_number']} is listed"
+                assert f"{push['sent']:,}" in text and f"{push['skipped']:,}" in text, (push, text[:2000])
+            page.screenshot(path=str(screenshots / "juspay-run-tab.png"), full_page=True)
+            say(f"the Juspay tab of {dag_id} / {run_id}: {len(pushes)} pushes with the run history's counts")
+        finally:
+            browser.close()
+
+
 def check_docs(site: Path, screenshots: Path) -> None:
     """The built documentation site, served on loopback: the landing page's five-minute DAG and a how-to
     page's example DAG are drawn, every image loads, and both pages are saved as screenshots."""
@@ -93,6 +139,7 @@ def check_docs(site: Path, screenshots: Path) -> None:
                     ("index.html", "airflow dags test juspay_bulk_from_xcom", "docs-landing.png"),
                     ("howto/bulk.html", "BulkFulfilmentOperator", "docs-howto-bulk.png"),
                     ("ledger.html", "Runs may overlap", "docs-ledger.png"),
+                    ("syncs.html", "The Juspay page", "docs-syncs.png"),
                 ):
                     page.goto(f"{base}/{path}", wait_until="networkidle")
                     page.get_by_text(shows, exact=False).first.wait_for()

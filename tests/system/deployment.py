@@ -113,6 +113,8 @@ class Deployment:
             # The OpenLineage provider (a test extra) stays quiet: no transport is configured.
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
             "AIRFLOW_CONN_WAREHOUSE": f"postgresql://postgres@127.0.0.1:{self.pg_port}/warehouse",
+            # The Juspay page reads the ledger the example DAGs keep in the warehouse
+            "AIRFLOW__JUSPAY__LEDGER_CONN_ID": "warehouse",
             **{f"AIRFLOW_CONN_{name.upper()}": value for name, value in connections.items()},
         }
         self.env.pop("JUSPAY_TEST_POSTGRES_URI", None)

@@ -323,9 +323,22 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     print(report(measure(rest, warehouse_uri, rows=400, shards=(1, 2)), rows=400), flush=True)
 
     # -- the browser ---------------------------------------------------------------------------------
-    from tests.system.browser import check_docs, check_ui
+    from tests.system.browser import check_docs, check_juspay_page, check_ui
 
     check_ui(deployment.api, screenshots, nightly_run=run_id)
+    with psycopg2.connect(warehouse_uri) as db, db.cursor() as cursor:
+        cursor.execute(
+            "SELECT task_id, try_number, sent, skipped, state FROM juspay_sync_runs "
+            "WHERE dag_id = %s AND run_id = %s ORDER BY try_number",
+            ["juspay_nightly_sync", run_id],
+        )
+        pushes = [
+            dict(zip(("task_id", "try_number", "sent", "skipped", "state"), r, strict=True)) for r in cursor
+        ]
+    say(f"run history of {run_id}: {pushes}")
+    first_try, rerun = pushes
+    assert (first_try["sent"], rerun["skipped"]) == (report["counts"]["sent"], again["counts"]["skipped"])
+    check_juspay_page(deployment.api, screenshots, dag_id="juspay_nightly_sync", run_id=run_id, pushes=pushes)
     check_docs(REPO / "docs" / "_build" / "html", screenshots)  # `make system-test` builds it first
     say(f"screenshots in {screenshots}")
 

@@ -3,7 +3,7 @@
 Every read is limited to the DAGs the viewer may read (``dag_ids``; an empty set reads nothing) and
 bounded (a limit, or a window of days), so the page answers quickly at a year of history: the run
 history is read through its ``started_at`` index, the ledger through ``(state, last_attempt_at)``
-and ``claim_id`` (both created by :meth:`Ledger.ensure_table`). Nothing here writes.
+and ``claim_id`` (both created by :meth:`~airflow_provider_juspay.sync.ledger.Ledger.ensure_table`). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ class LedgerViews:
     """Read-only queries over one ledger table and the run history beside it."""
 
     def __init__(self, connection: Any, ledger_table: str) -> None:
-        """``connection``: a DB-API connection to the ledger's database (or its :class:`Database`)."""
+        """``connection``: a DB-API connection to the ledger's database (or its
+        :class:`~airflow_provider_juspay.sync.ledger.dialect.Database`)."""
         self.db = connection if isinstance(connection, Database) else Database(connection)
         self.table = checked_table_name(ledger_table)
         self.runs_table = runs_table_for(self.table)
