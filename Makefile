@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Another Airflow for the version matrix, e.g. `make test VENV=.venv-af31 AIRFLOW='apache-airflow==3.1.*'`.
 AIRFLOW ?=
 
-.PHONY: install demo test docs system-test system-deps lint bench bench-chaos bench-readme bench-scaleout dist clean
+.PHONY: install demo test docs system-test system-deps lint bench bench-chaos bench-readme bench-page bench-scaleout dist clean
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,10 @@ bench-chaos: install
 # Case 9: the README's DAG as typed, 100,000 rows, on one SQLite file, two files and PostgreSQL (its own).
 bench-readme: install
 	$(BIN)/python -m bench.readme_dag $(BENCH_ARGS)
+
+# Case 10: the Juspay page at a year of history (8,760 runs, 10M ledger rows) on a PostgreSQL of its own.
+bench-page: install
+	$(BIN)/python -m bench.page $(BENCH_ARGS)
 
 # Case 6: the sharded sync on a CeleryExecutor deployment (what system-test needs); --rows N.
 bench-scaleout: system-deps $(VENV)/.installed-system

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -80,3 +81,20 @@ def test_the_readme_dag_as_typed_sends_every_row_once_above_a_fetch_batch(setups
         assert first.exit_code == 0 and first.counts["sent"] == 2500, first
         assert again.exit_code == 0 and again.counts["skipped"] == 2500 and again.counts["sent"] == 0, again
         assert again.accepted == 2500 and again.posted_twice == 0, again
+
+
+def test_the_page_case_times_the_page_it_checked():
+    """Case 10, tiny: the page's reads on generated history, with and without the indexes."""
+    from bench import page
+    from bench.own_postgres import NoPostgres
+
+    try:
+        out = page.run(
+            ledger_rows=5000, runs=120, postgres_uri=os.environ.get("JUSPAY_TEST_POSTGRES_URI"), loads=3
+        )
+    except NoPostgres as exc:
+        pytest.skip(f"no PostgreSQL: {exc}")
+    print(out)
+    assert "10. The Juspay page at a year of history: 120 runs, 5,000 ledger rows" in out
+    for load in ("page, all 20 DAGs readable", "page, 3 DAGs readable", "a run's tab (its failures)"):
+        assert re.search(rf"{re.escape(load)}\s+\d+ ms\s+\d+ ms\s+\d+ ms\s+\d+x", out), load

@@ -66,6 +66,11 @@ def runs_table_for(ledger_table: str) -> str:
     return f"{schema}{dot}{RUNS_TABLE}"
 
 
+def index_statements(table: str) -> list[str]:
+    """The run history's index: the page reads the newest runs and the last days by ``started_at``."""
+    return [f"CREATE INDEX IF NOT EXISTS {table.rpartition('.')[2]}_started_at ON {table} (started_at)"]
+
+
 class RunHistory:
     """The row of one run in the run history, through the ledger's connection (its dialect)."""
 
@@ -93,11 +98,7 @@ class RunHistory:
     def ensure_table(self) -> None:
         """Create the table and its index on ``started_at`` when missing (safe when runs race)."""
         outcomes = ",\n    ".join(f"{name} INTEGER" for name in OUTCOME_COLUMNS)
-        index = f"{self.table.rpartition('.')[2]}_started_at"
-        for statement in (
-            _DDL.format(table=self.table, outcomes=outcomes),
-            f"CREATE INDEX IF NOT EXISTS {index} ON {self.table} (started_at)",
-        ):
+        for statement in (_DDL.format(table=self.table, outcomes=outcomes), *index_statements(self.table)):
             try:
                 self.db.execute(statement)
             except Exception:  # another run created it first, or the database has no IF NOT EXISTS

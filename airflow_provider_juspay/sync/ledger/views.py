@@ -3,7 +3,8 @@
 Every read is limited to the DAGs the viewer may read (``dag_ids``; an empty set reads nothing) and
 bounded (a limit, or a window of days), so the page answers quickly at a year of history: the run
 history is read through its ``started_at`` index, the ledger through ``(state, last_attempt_at)``
-and ``claim_id`` (both created by :meth:`~airflow_provider_juspay.sync.ledger.Ledger.ensure_table`). Nothing here writes.
+and ``claim_id`` (both created by :meth:`~airflow_provider_juspay.sync.ledger.Ledger.ensure_table`).
+Nothing here writes.
 """
 
 from __future__ import annotations
