@@ -92,11 +92,14 @@ class RetryTally:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._server_errors = 0
 
     def add(self, exc: BaseException | None, attempt: int, wait: float) -> None:
         cause = (getattr(exc, "error_code", None) or type(exc).__name__).upper()
+        status = getattr(exc, "http_status", None)
         with self._lock:
             self._counts[cause] += 1
+            self._server_errors += bool(status and status >= 500)
             first = self._counts[cause] == 1
         order = getattr(exc, "order_id", None)
         level = logging.INFO if first else logging.DEBUG
@@ -107,6 +110,11 @@ class RetryTally:
         """Retries so far, by cause (error code), most frequent first."""
         with self._lock:
             return dict(self._counts.most_common())
+
+    def server_errors(self) -> int:
+        """Retried attempts Juspay answered with a 5xx."""
+        with self._lock:
+            return self._server_errors
 
 
 class JuspayClient:

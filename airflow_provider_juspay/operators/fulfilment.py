@@ -437,6 +437,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             max_failures_listed=self.max_failures_listed,
             log=self.log,
             retries=None if self.is_dry_run else self.hook.client.retries.counts,
+            retried_server_errors=None if self.is_dry_run else self.hook.client.retries.server_errors,
         )
         try:
             with self.open_ledger(context) as ledger:

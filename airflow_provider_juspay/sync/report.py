@@ -63,6 +63,7 @@ class ReportBuilder:
         progress_every: float = PROGRESS_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
         retries: Callable[[], dict[str, int]] | None = None,
+        retried_server_errors: Callable[[], int] | None = None,
     ) -> None:
         self.expected = total
         self.dry_run = dry_run
@@ -78,6 +79,10 @@ class ReportBuilder:
         self._next_progress = self._started + progress_every
         self._finished: float | None = None
         self._retries = retries
+        self._retried_server_errors = retried_server_errors
+        #: HTTP requests the results took (every attempt), and the final answers that were a 5xx.
+        self.requests = 0
+        self.server_errors = 0
         self.unread: list[str] = []
         #: The run's pacing, when it has one (the engine sets it): progress lines and the report show it.
         self.pace: PaceSource | None = None
@@ -89,6 +94,9 @@ class ReportBuilder:
     def add(self, result: FulfilmentResult) -> None:
         """Count one result; log a progress line when one is due."""
         self.counts[result.outcome] += 1
+        self.requests += result.attempts
+        if result.http_status is not None and result.http_status >= 500:
+            self.server_errors += 1
         if counts_as_failure(result.outcome, dry_run=self.dry_run):
             self.errors[result.error_code or result.outcome.value.upper()] += 1
             if len(self.failures) < self.max_failures_listed:
@@ -154,6 +162,9 @@ class ReportBuilder:
             stopped={"error_code": stop.error_code, "message": stop.message} if stop else None,
             unread=list(self.unread),
             pacing=self.pace.pacing() if self.pace is not None else {},
+            requests=self.requests,
+            server_errors=self.server_errors
+            + (self._retried_server_errors() if self._retried_server_errors else 0),
         )
 
     def progress_line(self) -> str:
@@ -215,6 +226,9 @@ class RunReport:
     #: ``latency_ms``, ``throttled`` (429s), ``paused_s``; empty for a dry run. The run's rate is
     #: ``records_per_s``.
     pacing: dict[str, Any] = field(default_factory=dict)
+    #: HTTP requests sent (every attempt of every record), and those Juspay answered with a 5xx.
+    requests: int = 0
+    server_errors: int = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunReport:
@@ -255,6 +269,8 @@ class RunReport:
             merged.in_flight += one.in_flight
             merged.stopped = merged.stopped or one.stopped
             merged.unread += one.unread
+            merged.requests += one.requests
+            merged.server_errors += one.server_errors
             merged.pacing = _merged_pacing(merged.pacing, one.pacing)
             if one.failures_export:
                 mine = merged.failures_export or {"path": "", "rows": 0}

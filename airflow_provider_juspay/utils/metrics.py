@@ -4,7 +4,9 @@ Sent once per push, when it ends, from its report: what Airflow's ``[metrics]`` 
 receives them; with metrics off, nothing is sent. Names (docs: "See your syncs"):
 
 - ``juspay.push.rows.<outcome>``: rows that ended in each outcome (counter);
+- ``juspay.push.requests``: HTTP requests sent, every attempt (counter);
 - ``juspay.push.throttled``: requests answered 429 (counter);
+- ``juspay.push.server_errors``: requests answered with a 5xx (counter);
 - ``juspay.push.retries.<cause>``: retried attempts by cause, e.g. ``SERVICE_UNAVAILABLE`` (counter);
 - ``juspay.push.duration``: the push's wall time (timer, ms);
 - ``juspay.push.concurrency.peak`` and ``.final``: requests in flight the pacing reached (gauges).
@@ -48,6 +50,9 @@ def emit(report: Mapping[str, Any], *, dag_id: str, task_id: str, merchant_id: s
         for outcome, count in (report.get("counts") or {}).items():
             if count:
                 stats.incr(f"{PREFIX}.rows.{outcome}", count, tags=tags)
+        for name in ("requests", "server_errors"):
+            if report.get(name):
+                stats.incr(f"{PREFIX}.{name}", int(report[name]), tags=tags)
         pacing = report.get("pacing") or {}
         if pacing.get("throttled"):
             stats.incr(f"{PREFIX}.throttled", int(pacing["throttled"]), tags=tags)

@@ -65,6 +65,9 @@ def test_a_push_sends_its_rows_by_outcome_retries_duration_and_concurrency(
     assert metrics.get("airflow.juspay.push.rows.sent") == "7|c", metrics
     assert metrics.get("airflow.juspay.push.rows.rejected") == "1|c"
     assert metrics.get("airflow.juspay.push.retries.SERVICE_UNAVAILABLE") == "1|c"
+    posts = [r for r in sandbox.requests if r.method == "POST"]
+    assert metrics.get("airflow.juspay.push.requests") == f"{len(posts)}|c" == "9|c", "8 rows, one retried"
+    assert metrics.get("airflow.juspay.push.server_errors") == "1|c", "the scripted 503"
     assert metrics["airflow.juspay.push.duration"].endswith("|ms")
     assert metrics["airflow.juspay.push.concurrency.peak"].endswith("|g")
     assert "airflow.juspay.push.rows.failed" not in metrics, "outcomes no row ended in are not sent"
