@@ -20,6 +20,7 @@ from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.ledger import (
     DEFAULT_LEASE_S,
+    DEFAULT_RETENTION_DAYS,
     DEFAULT_TABLE,
     DEFAULT_WAIT_LIMIT_S,
     ON_CHANGE,
@@ -53,6 +54,9 @@ class FulfilmentOperatorBase(BaseOperator):
     :param ledger_wait_limit: longest wait, in seconds, for keys another run holds without renewing
         its lease (a dead run with a longer lease, a lease left by 0.2); default 900. Past it those
         rows are ``not_attempted`` (HELD_BY_STALLED_RUN) and the task fails, to be retried.
+    :param run_history_days: days a run's row is kept in the run history (``juspay_sync_runs``, beside
+        the ledger; the Juspay page reads it); older rows are removed by the next run that starts.
+        Default 90.
     :param circuit_breaker: when the run stops sending because Juspay keeps failing
         (``BreakerPolicy``; default: 20 transient failures in a row, or 80% of the last 50 attempts,
         lasting 5 s; 3 answers in a row that are not Juspay's).
@@ -71,12 +75,16 @@ class FulfilmentOperatorBase(BaseOperator):
         on_change: str = "send",
         ledger_lease: float = DEFAULT_LEASE_S,
         ledger_wait_limit: float = DEFAULT_WAIT_LIMIT_S,
+        run_history_days: int = DEFAULT_RETENTION_DAYS,
         circuit_breaker: BreakerPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if on_change not in ON_CHANGE:
             raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
+        if int(run_history_days) < 1:
+            raise ValueError(f"run_history_days must be at least 1, got {run_history_days!r}")
+        self.run_history_days = int(run_history_days)
         self.ledger_lease = ledger_lease
         self.ledger_wait_limit = ledger_wait_limit
         self.circuit_breaker = circuit_breaker
@@ -149,6 +157,7 @@ class FulfilmentOperatorBase(BaseOperator):
                 ),
                 lease_s=float(self.ledger_lease),
                 wait_limit_s=float(self.ledger_wait_limit),
+                retention_days=self.run_history_days,
                 placeholder=placeholder if placeholder in ("?", "%s") else None,
                 connect=sql_hook.get_conn,  # the heartbeat's own connection
             )

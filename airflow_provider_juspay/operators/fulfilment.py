@@ -87,6 +87,7 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
     :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 60,
         renewed by a heartbeat while the run makes progress; a run sends only while its lease holds).
     :param ledger_wait_limit: longest wait for keys another run holds without renewing (default 900 s).
+    :param run_history_days: days each run's row stays in the run history beside the ledger (default 90).
     :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
     :param kwargs: the arguments of every Airflow operator (``task_id``, ``retries``, ``trigger_rule``,
         ``on_failure_callback``, ...), passed to ``BaseOperator``.
@@ -326,6 +327,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
     :param ledger_lease: seconds a key this run holds in flight is kept from other runs (default 60,
         renewed by a heartbeat while the run makes progress; a run sends only while its lease holds).
     :param ledger_wait_limit: longest wait for keys another run holds without renewing (default 900 s).
+    :param run_history_days: days each run's row stays in the run history beside the ledger (default 90).
     :param circuit_breaker: a ``BreakerPolicy``: when the run stops sending because Juspay keeps failing.
     :param kwargs: the arguments of every Airflow operator (``task_id``, ``retries``, ``trigger_rule``,
         ``on_failure_callback``, ...), passed to ``BaseOperator``.

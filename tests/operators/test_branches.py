@@ -110,3 +110,29 @@ def test_order_sensor_defers_only_when_it_must_wait(sandbox, juspay_conn):
     assert deferred.value.trigger.serialize()[1]["target_statuses"] == ["CHARGED"]
     paid = OrderStatusSensor(task_id="wait", order_id="PAID-1", deferrable=True)
     assert paid.execute(context_with(FakeTaskInstance())) is None, "already there: no deferral"
+
+
+def test_run_history_days_bounds_the_run_history_the_push_writes(sandbox, juspay_conn, tmp_path, monkeypatch):
+    import sqlite3
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_provider_juspay.sync.ledger.rows import timestamp
+
+    path = tmp_path / "ledger.db"
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGER", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    bulk(ledger_conn_id="ledger", run_history_days=2).execute(context_with(FakeTaskInstance()))
+    now = datetime.now(timezone.utc)
+    with sqlite3.connect(path) as db:
+        (claim,) = db.execute("SELECT claim_id FROM juspay_sync_runs").fetchone()
+        for age, key in ((3, "old"), (1.5, "recent")):
+            db.execute(
+                "INSERT INTO juspay_sync_runs (claim_id, merchant_id, ledger_table, started_at, last_seen_at, "
+                "lease_s, state) VALUES (?, 'm', 'l', ?, ?, 60, 'success')",
+                [key, timestamp(now - timedelta(days=age)), timestamp(now - timedelta(days=age))],
+            )
+    bulk(ledger_conn_id="ledger", run_history_days=2).execute(context_with(FakeTaskInstance()))
+    with sqlite3.connect(path) as db:
+        kept = {r[0] for r in db.execute("SELECT claim_id FROM juspay_sync_runs")}
+    assert "old" not in kept and {"recent", claim} <= kept and len(kept) == 3
+    with pytest.raises(ValueError, match="run_history_days"):
+        bulk(run_history_days=0)

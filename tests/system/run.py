@@ -318,9 +318,10 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     )
 
     # -- the scale-out benchmark, tiny: that it keeps working on this deployment, not how fast -----------
-    from bench.scaleout import measure, report
+    from bench import scaleout
 
-    print(report(measure(rest, warehouse_uri, rows=400, shards=(1, 2)), rows=400), flush=True)
+    measured = scaleout.measure(rest, warehouse_uri, rows=400, shards=(1, 2))
+    print(scaleout.report(measured, rows=400), flush=True)
 
     # -- the browser ---------------------------------------------------------------------------------
     from tests.system.browser import check_docs, check_juspay_page, check_ui

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_LEASE_S",
+    "DEFAULT_RETENTION_DAYS",
     "DEFAULT_TABLE",
     "DEFAULT_WAIT_LIMIT_S",
     "IN_FLIGHT",
