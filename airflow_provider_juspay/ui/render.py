@@ -51,7 +51,9 @@ class RunData:
 
 
 def duration(seconds: float) -> str:
-    """``42s``, ``3m 05s``, ``2h 01m``."""
+    """``0.4s``, ``42s``, ``3m 05s``, ``2h 01m``."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     s = round(seconds)
     if s < 60:
         return f"{s}s"
@@ -79,6 +81,8 @@ def _common(now: datetime, ledgers: Sequence[str], problems: Sequence[str]) -> d
         "ledgers": list(ledgers),
         "problems": list(problems),
         "outcome_names": OUTCOME_COLUMNS,
+        # a run's table: started/task/state (or task/try/state) + outcomes + read, rate, duration, pacing
+        "columns": 3 + len(OUTCOME_COLUMNS) + 4 + 1,
         "duration": duration,
     }
 

@@ -82,7 +82,7 @@ def check_juspay_page(api: str, screenshots: Path, *, dag_id: str, run_id: str, 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page = browser.new_page(viewport={"width": 1500, "height": 1300})
             _log_in(page, api)
             page.goto(f"{api}/plugin/juspay", wait_until="networkidle")
             frame = page.frame_locator("iframe")
@@ -97,7 +97,11 @@ def check_juspay_page(api: str, screenshots: Path, *, dag_id: str, run_id: str, 
             say(f"a run's link on the page opened Airflow's own page: {page.url.removeprefix(api)}")
 
             page.goto(f"{api}/dags/{dag_id}/runs/{quote(run_id, safe='')}", wait_until="networkidle")
-            page.get_by_role("tab", name="Juspay").click()
+            try:  # the run's tabs are links; the plugin's is named after its view and ends in its url_route
+                page.locator("a[href$='/plugin/juspay-run']", has_text="Juspay").first.click()
+            except Exception:
+                page.screenshot(path=str(screenshots / "juspay-run-no-tab.png"), full_page=True)
+                raise
             tab = page.frame_locator("iframe")
             tab.get_by_text("Juspay pushes of this run").wait_for()
             text = tab.locator("body").inner_text()
