@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Another Airflow for the version matrix, e.g. `make test VENV=.venv-af31 AIRFLOW='apache-airflow==3.1.*'`.
 AIRFLOW ?=
 
-.PHONY: install demo test docs system-test system-deps lint bench bench-chaos bench-readme bench-page bench-scaleout dist clean
+.PHONY: install demo test docs docs-screens system-test system-deps lint bench bench-chaos bench-readme bench-page bench-scaleout dist clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ test: install
 # headless Chromium; needs Debian's postgresql, redis-server and chromium (.ci/run installs them).
 system-test: system-deps $(VENV)/.installed-system docs
 	$(BIN)/python -m tests.system.run $(SYSTEM_ARGS)
+
+# The Juspay page's screenshots that "See your syncs" shows, from the last `make system-test`.
+docs-screens:
+	cp artifacts/system-test/juspay-page.png artifacts/system-test/juspay-run-tab.png docs/_static/screens/
 
 # What the deployment needs from the distribution: one line naming what is missing, not a traceback.
 system-deps:

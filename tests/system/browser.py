@@ -84,7 +84,9 @@ def check_juspay_page(api: str, screenshots: Path, *, dag_id: str, run_id: str, 
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1300})
             _log_in(page, api)
-            page.goto(f"{api}/plugin/juspay", wait_until="networkidle")
+            page.get_by_role("button", name="Browse").click()  # where a user finds it
+            page.get_by_text("Juspay syncs", exact=True).first.click()
+            page.wait_for_url("**/plugin/juspay")
             frame = page.frame_locator("iframe")
             frame.get_by_text("Recent runs").wait_for()
             frame.get_by_text(dag_id).first.wait_for()
