@@ -21,12 +21,24 @@ def supported(version: str = airflow_version) -> bool:
     return Version(version).release[:2] >= (3, 1)
 
 
-def _apps() -> list[dict[str, Any]]:
-    from airflow_provider_juspay.ui.app import URL_PREFIX, create_app
+class _PageApp:
+    """The page's ASGI app, built on its first request: only the API server ever builds it. Workers and
+    schedulers load plugins too; they never import FastAPI's security or the page for it."""
 
-    return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Juspay syncs"}]
+    def __init__(self) -> None:
+        self._app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            from airflow_provider_juspay.ui.app import create_app
+
+            self._app = create_app()
+        await self._app(scope, receive, send)
 
 
+#: Where the API server mounts the page (``ui.app.URL_PREFIX``, without importing it).
+URL_PREFIX = "/juspay"
+_APPS: list[dict[str, Any]] = [{"app": _PageApp(), "url_prefix": URL_PREFIX, "name": "Juspay syncs"}]
 _VIEWS: list[dict[str, Any]] = [
     # hrefs relative to the UI's base, so a deployment under a path prefix works
     {"name": "Juspay syncs", "href": "juspay/", "url_route": "juspay", "category": "browse"},
@@ -43,5 +55,5 @@ class JuspayPlugin(AirflowPlugin):
     """The Juspay page (``/juspay/``) and the DAG-run tab, read-only views of the ledger."""
 
     name = "juspay"
-    fastapi_apps = _apps() if supported() else []
+    fastapi_apps = _APPS if supported() else []
     external_views = _VIEWS if supported() else []

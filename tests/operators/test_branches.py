@@ -126,8 +126,8 @@ def test_run_history_days_bounds_the_run_history_the_push_writes(sandbox, juspay
         (claim,) = db.execute("SELECT claim_id FROM juspay_sync_runs").fetchone()
         for age, key in ((3, "old"), (1.5, "recent")):
             db.execute(
-                "INSERT INTO juspay_sync_runs (claim_id, merchant_id, ledger_table, started_at, last_seen_at, "
-                "lease_s, state) VALUES (?, 'm', 'l', ?, ?, 60, 'success')",
+                "INSERT INTO juspay_sync_runs (claim_id, merchant_id, ledger_table, started_at, "
+                "last_seen_at, lease_s, state) VALUES (?, 'm', 'l', ?, ?, 60, 'success')",
                 [key, timestamp(now - timedelta(days=age)), timestamp(now - timedelta(days=age))],
             )
     bulk(ledger_conn_id="ledger", run_history_days=2).execute(context_with(FakeTaskInstance()))

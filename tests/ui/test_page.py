@@ -173,3 +173,21 @@ def test_the_ledgers_come_from_the_juspay_config_section(monkeypatch):
     assert ledger_sources()[0] == ("warehouse", "juspay_fulfilment_ledger")
     monkeypatch.delenv("AIRFLOW__JUSPAY__LEDGER_CONN_ID")
     assert ledger_sources() == []
+
+
+def test_loading_the_plugin_imports_neither_the_page_nor_the_api_servers_security():
+    """Workers and schedulers load plugins too: the plugin class costs them no API-server imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from airflow_provider_juspay.plugins.juspay import JuspayPlugin\n"
+        "assert JuspayPlugin.fastapi_apps and JuspayPlugin.external_views\n"
+        "heavy = [m for m in ('airflow.api_fastapi.core_api.security', 'airflow_provider_juspay.ui.app',"
+        " 'fastapi') if m in sys.modules]\n"
+        "print('loaded:', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "loaded: []" in done.stdout, done.stdout
