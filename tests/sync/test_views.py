@@ -79,3 +79,23 @@ def test_keys_in_flight_name_their_holder_and_a_dead_holder_shows_as_killed(db, 
     assert {k.run_state for k in views.held_keys({"nightly"}, later)[1]} == {"killed"}
     (shown,) = views.recent_runs({"nightly"}, later)
     assert shown.killed and shown.shown_state == "killed"
+
+
+def test_two_ledger_tables_in_one_schema_each_show_their_own_runs(db, client):
+    """The run history is one table per schema: a view of one ledger lists only that ledger's runs."""
+    pushed(db, client, "nightly", rows(3))
+    other = Ledger(
+        db, merchant_id=MERCHANT_ID, run=RunInfo("nightly", "run-2", "push", 1), table="Other_Ledger"
+    )
+    other.ensure_table()
+    other.run_started()
+    other.run_ended("success", run(client, other, rows(2)))
+    default, second = LedgerViews(db, "juspay_fulfilment_ledger"), LedgerViews(db, "other_ledger")
+    now = default.now()
+    assert [r.run_id for r in default.recent_runs({"nightly"}, now)] == ["run-1"]
+    assert [r.run_id for r in second.recent_runs({"nightly"}, now)] == ["run-2"], "names compare in any case"
+    assert second.run("nightly", "run-1", now) == []
+    (today,) = [d for d in second.outcomes_per_day({"nightly"}, now) if sum(d.counts.values())]
+    assert (today.counts["sent"], today.counts["already_fulfilled"]) == (0, 2), "Juspay had them: only run-2"
+    (mine,) = [d for d in default.outcomes_per_day({"nightly"}, now) if sum(d.counts.values())]
+    assert mine.counts["sent"] == 3 and mine.counts["already_fulfilled"] == 0

@@ -67,8 +67,13 @@ def runs_table_for(ledger_table: str) -> str:
 
 
 def index_statements(table: str) -> list[str]:
-    """The run history's index: the page reads the newest runs and the last days by ``started_at``."""
-    return [f"CREATE INDEX IF NOT EXISTS {table.rpartition('.')[2]}_started_at ON {table} (started_at)"]
+    """The run history's indexes: the page reads the newest runs and the last days by ``started_at``,
+    a DAG run's tab by its ids."""
+    name = table.rpartition(".")[2]
+    return [
+        f"CREATE INDEX IF NOT EXISTS {name}_started_at ON {table} (started_at)",
+        f"CREATE INDEX IF NOT EXISTS {name}_dag_run ON {table} (dag_id, run_id)",
+    ]
 
 
 class RunHistory:

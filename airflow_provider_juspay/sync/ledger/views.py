@@ -160,6 +160,10 @@ class LedgerViews:
         # LIMIT in the statement (not only fetchmany): the database stops at the index's first rows
         return self.db.query(f"{sql} LIMIT {int(limit)}", params, limit=limit)
 
+    def _mine(self, binds: Any) -> str:
+        # the run history is one per schema: several ledger tables there share it (names: any case)
+        return f"LOWER(ledger_table) = LOWER({binds()})"
+
     def _in(self, column: str, values: Collection[str], binds: Any) -> str:
         return f"{column} IN ({', '.join(binds() for _ in values)})"
 
@@ -170,18 +174,18 @@ class LedgerViews:
         binds = self.db.binds()
         sql = (
             f"SELECT {', '.join(_RUN_COLUMNS)} FROM {self.runs_table} "
-            f"WHERE {self._in('dag_id', dag_ids, binds)} ORDER BY started_at DESC"
+            f"WHERE {self._mine(binds)} AND {self._in('dag_id', dag_ids, binds)} ORDER BY started_at DESC"
         )
-        return [SyncRun.of(row, now) for row in self._first(sql, [*dag_ids], limit)]
+        return [SyncRun.of(row, now) for row in self._first(sql, [self.table, *dag_ids], limit)]
 
     def run(self, dag_id: str, run_id: str, now: datetime) -> list[SyncRun]:
         """Every push (task, shard, try) of one DAG run, in task order."""
         binds = self.db.binds()
         sql = (
-            f"SELECT {', '.join(_RUN_COLUMNS)} FROM {self.runs_table} "
-            f"WHERE dag_id = {binds()} AND run_id = {binds()} ORDER BY task_id, map_index, try_number"
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM {self.runs_table} WHERE {self._mine(binds)} "
+            f"AND dag_id = {binds()} AND run_id = {binds()} ORDER BY task_id, map_index, try_number"
         )
-        return [SyncRun.of(row, now) for row in self._first(sql, [dag_id, run_id], 1000)]
+        return [SyncRun.of(row, now) for row in self._first(sql, [self.table, dag_id, run_id], 1000)]
 
     def outcomes_per_day(self, dag_ids: Collection[str], now: datetime, days: int = 14) -> list[DayCounts]:
         """Rows by outcome per day (UTC) of the runs started in the last ``days`` days, oldest first;
@@ -195,10 +199,11 @@ class LedgerViews:
             sums = ", ".join(f"SUM({name})" for name in OUTCOME_COLUMNS)
             sql = (
                 f"SELECT SUBSTR(started_at, 1, 10), {sums} FROM {self.runs_table} "
-                f"WHERE started_at >= {since} AND {self._in('dag_id', dag_ids, binds)} "
-                f"GROUP BY SUBSTR(started_at, 1, 10)"
+                f"WHERE started_at >= {since} AND {self._mine(binds)} "
+                f"AND {self._in('dag_id', dag_ids, binds)} GROUP BY SUBSTR(started_at, 1, 10)"
             )
-            for day, *counts in self.db.query(sql, [f"{first.isoformat()}T", *dag_ids]):
+            params = [f"{first.isoformat()}T", self.table, *dag_ids]
+            for day, *counts in self.db.query(sql, params):
                 if day in totals:
                     totals[day] = {n: int(c or 0) for n, c in zip(OUTCOME_COLUMNS, counts, strict=True)}
         return [DayCounts(day, counts) for day, counts in totals.items()]
