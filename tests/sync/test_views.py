@@ -83,6 +83,10 @@ def test_keys_in_flight_name_their_holder_and_a_dead_holder_shows_as_killed(db, 
 
 def test_two_ledger_tables_in_one_schema_each_show_their_own_runs(db, client):
     """The run history is one table per schema: a view of one ledger lists only that ledger's runs."""
+    cursor = db.cursor()
+    cursor.execute("DROP TABLE IF EXISTS other_ledger")  # PostgreSQL's database outlives the test
+    cursor.close()
+    db.commit()
     pushed(db, client, "nightly", rows(3))
     other = Ledger(
         db, merchant_id=MERCHANT_ID, run=RunInfo("nightly", "run-2", "push", 1), table="Other_Ledger"
