@@ -28,7 +28,7 @@ from tests.helpers import REPO, conn_json
 
 DOCS = REPO / "docs"
 FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
-CHECKED_LANGUAGES = {"python", "bash", "text", "sql"}
+CHECKED_LANGUAGES = {"python", "bash", "text", "sql", "ini"}
 
 
 def pages() -> list:
@@ -145,6 +145,27 @@ def commands() -> list[tuple[str, str]]:
             if command and not command.startswith("#"):
                 found.append((where, command))
     return found
+
+
+def test_every_config_block_is_the_providers_and_the_page_reads_it(monkeypatch):
+    """An ``ini`` block is airflow.cfg: its options are the provider's config section (provider info),
+    and the page reads the ledgers it names."""
+    import configparser
+
+    from airflow_provider_juspay.get_provider_info import get_provider_info
+    from airflow_provider_juspay.ui.app import ledger_sources
+
+    known = get_provider_info()["config"]
+    found = blocks("ini")
+    assert found, "the page's set-up shows airflow.cfg"
+    for where, code in found:
+        parsed = configparser.ConfigParser()
+        parsed.read_string(code)
+        assert parsed.sections() == ["juspay"], where
+        for option, value in parsed["juspay"].items():
+            assert option in known["juspay"]["options"], f"{where}: {option} is not in the config section"
+            monkeypatch.setenv(f"AIRFLOW__JUSPAY__{option.upper()}", value)
+        assert ledger_sources() == [("warehouse", "juspay_fulfilment_ledger")], where
 
 
 def test_every_shell_command_is_one_this_test_checks(sandbox, tmp_path):
