@@ -221,6 +221,36 @@ class Database:
             path,
         )
 
+    def has_index(self, table: str, name: str) -> bool | None:
+        """Whether index ``name`` exists (a catalog read: no lock on the table); None where unknown."""
+        driver = _driver(self.connection)
+        if driver == "sqlite3":
+            sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?"
+            params: list[Any] = [name]
+        elif driver in ("psycopg2", "psycopg"):
+            sql = f"SELECT COUNT(*) FROM pg_indexes WHERE indexname = {self.binds()()}"
+            params = [name.lower()]
+        else:
+            return None
+        try:
+            return int(self.query(sql, params)[0][0]) > 0
+        except Exception:
+            self.rollback()
+            return None
+
+    def estimated_rows(self, table: str) -> int | None:
+        """The planner's estimate of the table's rows (PostgreSQL; cheap); None elsewhere."""
+        if _driver(self.connection) not in ("psycopg2", "psycopg"):
+            return None
+        try:
+            found = self.query(
+                f"SELECT reltuples FROM pg_class WHERE oid = to_regclass({self.binds()()})", [table]
+            )
+        except Exception:
+            self.rollback()
+            return None
+        return int(found[0][0]) if found and found[0][0] is not None else None
+
     def clock(self) -> datetime:
         """The database's current time, in UTC."""
         cursor = self.connection.cursor()

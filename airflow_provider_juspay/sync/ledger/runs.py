@@ -18,6 +18,7 @@ from typing import Any
 from airflow_provider_juspay.fulfilment import Outcome
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.ledger.rows import RunInfo, timestamp
+from airflow_provider_juspay.sync.ledger.schema import ensure_indexes
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,11 @@ class RunHistory:
     def ensure_table(self) -> None:
         """Create the table and its index on ``started_at`` when missing (safe when runs race)."""
         outcomes = ",\n    ".join(f"{name} INTEGER" for name in OUTCOME_COLUMNS)
-        for statement in (_DDL.format(table=self.table, outcomes=outcomes), *index_statements(self.table)):
-            try:
-                self.db.execute(statement)
-            except Exception:  # another run created it first, or the database has no IF NOT EXISTS
-                self.db.rollback()
+        try:
+            self.db.execute(_DDL.format(table=self.table, outcomes=outcomes))
+        except Exception:  # another run created it first, or the database has no IF NOT EXISTS
+            self.db.rollback()
+        ensure_indexes(self.db, self.table, index_statements(self.table))
 
     def started(self, now: datetime) -> None:
         """The row of a run that starts (``running``); rows past the retention go."""

@@ -78,12 +78,40 @@ def ensure_table(db: Database, table: str) -> None:
             db.rollback()
             if not _has_column(db, table, name):
                 raise
-    for statement in index_statements(table):
+    ensure_indexes(db, table, index_statements(table))
+
+
+#: Past this many rows (the planner's estimate), a missing index is not built by a run: building it
+#: locks the table against writes (other runs' claims and lease renewals) for as long as it takes.
+BUILD_INDEX_UP_TO_ROWS = 1_000_000
+
+
+def ensure_indexes(db: Database, table: str, statements: list[str]) -> None:
+    """Create the missing ones among ``statements`` (``CREATE INDEX IF NOT EXISTS <name> ON ...``).
+
+    An index that exists costs a catalog read, never a lock. A missing one on a large PostgreSQL table
+    is left to a person (the log gives the statement that builds it without blocking writers); one that
+    cannot be built is said, never raised: the page reads slowly without it, a push never needs it.
+    """
+    for statement in statements:
+        name = statement.split()[5]
+        if db.has_index(table, name):
+            continue
+        rows = db.estimated_rows(table)
+        if rows is not None and rows > BUILD_INDEX_UP_TO_ROWS:
+            concurrently = statement.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1)
+            log.warning(
+                "Index %s is missing on %s (about %d rows): not built by a run, which would hold writes "
+                "back while it builds. Build it once, beside the runs: %s",
+                name, table, rows, concurrently,
+            )  # fmt: skip
+            continue
         try:
             db.execute(statement)
-        except Exception as exc:  # the page reads slowly without them; a push never needs them
+        except Exception as exc:
             db.rollback()
-            log.warning("Ledger index not created (%s); the Juspay page needs it: %s", exc, statement)
+            log.warning("Index %s not created on %s (%s); the Juspay page reads slowly without it: %s",
+                        name, table, exc, statement)  # fmt: skip
 
 
 def index_statements(table: str) -> list[str]:
