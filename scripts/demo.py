@@ -110,6 +110,27 @@ def show_run_history(warehouse: Path) -> None:
         print("  " + "".join(cells))
 
 
+def write_juspay_page(warehouse: Path) -> Path:
+    """The Juspay page as Airflow's UI draws it (docs/syncs.md), from the same ledger, as a file: the
+    demo has no API server, so no login and every DAG is shown."""
+    from airflow_provider_juspay.sync.ledger.views import LedgerViews
+    from airflow_provider_juspay.ui.render import PageData, render_page
+
+    with closing(sqlite3.connect(warehouse)) as db:
+        views = LedgerViews(db, "juspay_fulfilment_ledger")
+        now = views.now()
+        dags = {DAG_ID, "juspay_retry_failed"}
+        held_total, held = views.held_keys(dags, now)
+        data = PageData(
+            now=now, ledgers=[f"warehouse:{warehouse.name}"], runs=views.recent_runs(dags, now),
+            days=views.outcomes_per_day(dags, now), reasons=views.top_failures(dags, now),
+            held_total=held_total, held=held,
+        )  # fmt: skip
+    page = WORK / "juspay-page.html"
+    page.write_text(render_page(data))
+    return page
+
+
 def sandbox_post(port: int, what: str, payload: dict) -> None:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/__sandbox/{what}", data=json.dumps(payload).encode(), method="POST"
@@ -184,6 +205,12 @@ def main() -> None:
             f"{seeded.bad} rows with bad values were never sent."
         )
         show_run_history(WORK / "warehouse.db")
+        page = write_juspay_page(WORK / "warehouse.db")
+        print(
+            f"\nThe Juspay page of these runs: {page.relative_to(REPO)} (open it in a browser). "
+            "In Airflow 3.1+ it is Browse > Juspay syncs, with a Juspay tab on each DAG run, once the "
+            "API server has AIRFLOW__JUSPAY__LEDGER_CONN_ID=warehouse (docs/syncs.md)."
+        )
         sys.exit(code)
     finally:
         sandbox.terminate()
