@@ -8,9 +8,12 @@ is named on the page without its error text (which could carry connection detail
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, which name a local.
+import asyncio
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -32,6 +35,39 @@ URL_PREFIX = "/juspay"
 STATEMENT_TIMEOUT_S = 10.0
 #: Runs listed on the page; days a failure counts in "top failure reasons".
 RECENT_RUNS, FAILURE_DAYS = 50, 7
+#: Ledger reads run on these few threads of the page's own, never on the API server's: a ledger that
+#: hangs (a connection that never answers) holds at most these, and Airflow's own routes go on.
+READ_THREADS = 4
+#: Longest a request waits for its ledger reads before it answers 504.
+PAGE_DEADLINE_S = 20.0
+
+
+class _Reads:
+    """The page's own small pool for ledger reads, each request with a deadline; when every thread is
+    still held (by a ledger that stopped answering) a request is refused at once (503)."""
+
+    def __init__(self, threads: int = READ_THREADS) -> None:
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="juspay-page")
+        self._free = threading.BoundedSemaphore(threads)
+
+    async def run(self, work: Callable[[], Any]) -> Any:
+        if not self._free.acquire(blocking=False):
+            raise HTTPException(503, "The Juspay page is still waiting on its ledger for earlier requests.")
+
+        def job() -> Any:
+            try:
+                return work()
+            finally:
+                self._free.release()
+
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self._pool.submit(job)), PAGE_DEADLINE_S)
+        except asyncio.TimeoutError as exc:
+            log.warning("Juspay page: the ledger did not answer within %.0f s", PAGE_DEADLINE_S)
+            raise HTTPException(
+                504,
+                f"The ledger did not answer within {PAGE_DEADLINE_S:.0f} s; the API server's log names it.",
+            ) from exc
 
 
 def ledger_sources() -> list[tuple[str, str]]:
@@ -136,66 +172,74 @@ def create_app() -> FastAPI:
     user_dependency = _user_dependency()
     app = FastAPI(title="Juspay syncs", docs_url=None, redoc_url=None, openapi_url=None)
 
+    reads = _Reads()
+
     @app.get("/", response_class=HTMLResponse)
-    def page(request: Request, user: Annotated[Any, Depends(user_dependency)]) -> HTMLResponse:
-        dag_ids = _readable_dag_ids(user)
-        problems: list[str] = [] if ledger_sources() else _no_ledger()
-
-        def read(views: LedgerViews) -> tuple[Any, ...]:
-            now = views.now()
-            held = views.held_keys(dag_ids, now)
-            return (
-                now,
-                views.recent_runs(dag_ids, now),
-                views.outcomes_per_day(dag_ids, now),
-                views.top_failures(dag_ids, now, days=FAILURE_DAYS),
-                held,
-            )
-
-        data = PageData(
-            now=datetime.now(timezone.utc), ledgers=[], problems=problems, failure_days=FAILURE_DAYS
-        )
-        for name, (now, runs, days, reasons, (held_total, held)) in _read_each_ledger(read, problems):
-            data.now = now
-            data.ledgers.append(name)
-            data.runs += runs
-            data.days = _add_days(data.days, days)
-            data.reasons += reasons
-            data.held_total += held_total
-            data.held += held
-        data.runs = sorted(data.runs, key=lambda r: r.started_at, reverse=True)[:RECENT_RUNS]
-        data.reasons.sort(key=lambda f: -f.orders)
+    async def page(request: Request, user: Annotated[Any, Depends(user_dependency)]) -> HTMLResponse:
+        dag_ids = await asyncio.to_thread(_readable_dag_ids, user)  # Airflow's metadata database
         nonce = secrets.token_urlsafe(16)
-        html = render_page(data, airflow_base=_airflow_base(request), nonce=nonce)
+        base = _airflow_base(request)
+        html = await reads.run(lambda: render_page(_page_data(dag_ids), airflow_base=base, nonce=nonce))
         return HTMLResponse(html, headers=_headers(nonce))
 
     @app.get("/run", response_class=HTMLResponse)
-    def run_tab(
+    async def run_tab(
         dag_id: Annotated[str, Query(max_length=250)],
         run_id: Annotated[str, Query(max_length=250)],
         user: Annotated[Any, Depends(user_dependency)],
     ) -> HTMLResponse:
-        if dag_id not in _readable_dag_ids(user):
+        if dag_id not in await asyncio.to_thread(_readable_dag_ids, user):
             raise HTTPException(403, "You may not read this DAG.")
-        problems: list[str] = [] if ledger_sources() else _no_ledger()
-
-        def read(views: LedgerViews) -> tuple[Any, ...]:
-            now = views.now()
-            runs = views.run(dag_id, run_id, now)
-            return now, runs, views.failures_of(r.claim_id for r in runs)
-
-        data = RunData(
-            now=datetime.now(timezone.utc), ledgers=[], dag_id=dag_id, run_id=run_id, problems=problems
-        )
-        for name, (now, runs, (total, failures)) in _read_each_ledger(read, problems):
-            data.now = now
-            data.ledgers.append(name)
-            data.runs += runs
-            data.failure_total += total
-            data.failures += failures
-        return HTMLResponse(render_run(data), headers=_headers(secrets.token_urlsafe(16)))
+        html = await reads.run(lambda: render_run(_run_data(dag_id, run_id)))
+        return HTMLResponse(html, headers=_headers(secrets.token_urlsafe(16)))
 
     return app
+
+
+def _page_data(dag_ids: set[str]) -> PageData:
+    """The page's figures, merged over the configured ledgers."""
+    problems: list[str] = [] if ledger_sources() else _no_ledger()
+
+    def read(views: LedgerViews) -> tuple[Any, ...]:
+        now = views.now()
+        held = views.held_keys(dag_ids, now)
+        days = views.outcomes_per_day(dag_ids, now)
+        reasons = views.top_failures(dag_ids, now, days=FAILURE_DAYS)
+        return now, views.recent_runs(dag_ids, now), days, reasons, held
+
+    data = PageData(now=datetime.now(timezone.utc), ledgers=[], problems=problems, failure_days=FAILURE_DAYS)
+    for name, (now, runs, days, reasons, (held_total, held)) in _read_each_ledger(read, problems):
+        data.now = now
+        data.ledgers.append(name)
+        data.runs += runs
+        data.days = _add_days(data.days, days)
+        data.reasons += reasons
+        data.held_total += held_total
+        data.held += held
+    data.runs = sorted(data.runs, key=lambda r: r.started_at, reverse=True)[:RECENT_RUNS]
+    data.reasons.sort(key=lambda f: -f.orders)
+    return data
+
+
+def _run_data(dag_id: str, run_id: str) -> RunData:
+    """A DAG run's pushes and undelivered orders, over the configured ledgers."""
+    problems: list[str] = [] if ledger_sources() else _no_ledger()
+
+    def read(views: LedgerViews) -> tuple[Any, ...]:
+        now = views.now()
+        runs = views.run(dag_id, run_id, now)
+        return now, runs, views.failures_of(r.claim_id for r in runs)
+
+    data = RunData(
+        now=datetime.now(timezone.utc), ledgers=[], dag_id=dag_id, run_id=run_id, problems=problems
+    )
+    for name, (now, runs, (total, failures)) in _read_each_ledger(read, problems):
+        data.now = now
+        data.ledgers.append(name)
+        data.runs += runs
+        data.failure_total += total
+        data.failures += failures
+    return data
 
 
 def _add_days(a: list[DayCounts], b: list[DayCounts]) -> list[DayCounts]:

@@ -191,3 +191,63 @@ def test_loading_the_plugin_imports_neither_the_page_nor_the_api_servers_securit
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "loaded: []" in done.stdout, done.stdout
+
+
+def test_a_ledger_that_stops_answering_costs_the_page_its_deadline_and_airflow_nothing(
+    airflow_api, monkeypatch
+):
+    """A ledger database that accepts connections and never answers: the page answers 504 at its
+    deadline, requests beyond its few threads are refused at once, and Airflow's own API goes on."""
+    import socket
+    import threading
+    import time
+
+    from airflow_provider_juspay.ui import app as page_app
+
+    client, tokens = airflow_api
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])  # accepted, never answered
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = silent.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW__JUSPAY__LEDGER_CONN_ID", "silent_ledger")
+    monkeypatch.setenv("AIRFLOW_CONN_SILENT_LEDGER", f"postgresql://juspay@127.0.0.1:{port}/ledger")
+    monkeypatch.setattr(page_app, "PAGE_DEADLINE_S", 1.0)
+    try:
+        answers = []
+        for _ in range(page_app.READ_THREADS + 1):
+            began = time.monotonic()
+            answer = client.get("/juspay/", headers=cookie(tokens["alice"]))
+            answers.append((answer.status_code, time.monotonic() - began))
+        assert [code for code, _ in answers] == [504] * page_app.READ_THREADS + [503]
+        assert all(took < 5 for _, took in answers), answers
+        assert answers[-1][1] < 0.5, "refused at once: every thread still waits on the silent ledger"
+        began = time.monotonic()
+        assert (
+            client.get("/api/v2/version", headers={"Authorization": f"Bearer {tokens['alice']}"}).status_code
+            == 200
+        )
+        assert time.monotonic() - began < 2, "Airflow's own routes are not held by the page's waits"
+    finally:
+        stop.set()
+        for connection in held:
+            connection.close()  # the waiting reads end (the driver sees the connection close)
+        silent.close()
+    deadline = time.monotonic() + 10
+    while (
+        time.monotonic() < deadline
+        and client.get("/juspay/", headers=cookie(tokens["alice"])).status_code == 503
+    ):
+        time.sleep(0.2)
+    assert client.get("/juspay/", headers=cookie(tokens["alice"])).status_code == 200, "the threads came back"
