@@ -56,3 +56,12 @@ def test_bars_are_scaled_to_the_busiest_day_and_stack_by_outcome_group():
 
 def test_durations_read_as_people_write_them():
     assert [duration(s) for s in (0.44, 42, 185, 7260)] == ["0.4s", "42s", "3m 05s", "2h 01m"]
+
+
+def test_the_plugin_mounts_the_app_where_its_views_point():
+    from airflow_provider_juspay.plugins import juspay as plugin
+    from airflow_provider_juspay.ui import app
+
+    assert plugin.URL_PREFIX == app.URL_PREFIX == "/juspay"
+    hrefs = [view["href"] for view in plugin.JuspayPlugin.external_views]
+    assert all(href.startswith(app.URL_PREFIX.lstrip("/") + "/") for href in hrefs), hrefs
