@@ -3,6 +3,7 @@ kept alive, completed; a killed run's row recognisable; old rows removed by the 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
@@ -138,3 +139,25 @@ def test_a_live_run_still_waiting_for_its_first_rows_is_not_taken_for_dead(db, c
     watcher.close()
     ledger.close()
     assert found == [], "the heartbeat keeps a run seen from its start, not from its first claim"
+
+
+def test_a_runs_failures_are_kept_in_its_row_with_free_text_values_hidden(db):
+    ledger = ledger_of(db)
+    ledger.run_started()
+    too_long = "order L-2: fulfillment_data='card 4111: cvv 123' + 'x'...: is 20000 characters, over 10000"
+    failures = [
+        {
+            "order_id": "L-1",
+            "outcome": "rejected",
+            "error_code": "RESOURCE_NOT_FOUND",
+            "message": "not found",
+        },
+        {"order_id": "L-2", "outcome": "invalid", "error_code": "INVALID_RECORD", "message": too_long},
+        *({"order_id": f"M-{i}", "outcome": "failed", "message": "timeout"} for i in range(150)),
+    ]
+    ledger.run_ended("failed", {"counts": {"rejected": 1, "invalid": 1, "failed": 150}, "failures": failures})
+    (row,) = history(db)
+    kept = json.loads(row["failures"])
+    assert len(kept) == 100 and kept[0] == {**failures[0]}, "the report's first 100, as they were"
+    assert kept[1]["message"] == "order L-2: fulfillment_data=(hidden): is 20000 characters, over 10000"
+    assert "4111" not in row["failures"] and "cvv" not in row["failures"]

@@ -5,6 +5,7 @@ sees none of its runs; rows' text is escaped; no key or password is shown."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from contextlib import closing
@@ -96,6 +97,8 @@ def test_the_page_and_run_tab_show_what_juspay_accepted_and_rejected(nightly, ai
     tab = client.get("/juspay/run", params={"dag_id": DAG, "run_id": first[0]}, headers=bearer)
     assert tab.status_code == 200, tab.text[:500]
     assert "push_fulfilments" in tab.text and f"{accepted:,}" in cells(tab.text), "the first run sent them"
+    failed_first = tab.text.split("Failed in push_fulfilments, try 1")[1].split("</table>")[0]
+    assert all(escape(order) in failed_first for order in seeded.unknown_ids), "its own failures, kept"
     # the rerun sent the rejected orders again: the ledger holds their latest attempt, under the rerun
     last = client.get("/juspay/run", params={"dag_id": DAG, "run_id": again[0]}, headers=bearer)
     query = "SELECT order_id, error_code FROM juspay_fulfilment_ledger WHERE state = 'rejected'"
@@ -136,6 +139,10 @@ def test_every_value_from_a_row_is_escaped(nightly, airflow_api):
             [hostile, '"><img src=x onerror=alert(2)>'],
         )
         db.execute("UPDATE juspay_fulfilment_ledger SET message = ? WHERE state = 'rejected'", [hostile])
+        db.execute(
+            "UPDATE juspay_sync_runs SET failures = ?",
+            [json.dumps([{"order_id": hostile, "message": hostile}])],
+        )
         db.commit()
     run_id = ledger_rows(path, "SELECT run_id FROM juspay_sync_runs")[0][0]
     for response in (

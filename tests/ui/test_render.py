@@ -19,6 +19,7 @@ def sync_run(**changes) -> SyncRun:
         last_seen_at=NOW - timedelta(minutes=4), ended_at=None, lease_s=60.0, state="running",
         stop_reason=None, counts=dict.fromkeys(OUTCOME_COLUMNS, 0), rows_read=0, records_per_s=0.0,
         peak_concurrency=None, final_concurrency=None, throttled=None, error=None, failures_export=None,
+        failures=[],
         now=NOW,
     )  # fmt: skip
     values.update(changes)

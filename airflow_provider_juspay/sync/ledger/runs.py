@@ -10,12 +10,14 @@ runs themselves when they start. The table sits in the ledger's schema, named ``
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_juspay.fulfilment import Outcome
+from airflow_provider_juspay.fulfilment import FREE_TEXT_FIELDS, Outcome
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.ledger.rows import RunInfo, timestamp
 from airflow_provider_juspay.sync.ledger.schema import ensure_indexes
@@ -54,10 +56,34 @@ CREATE TABLE IF NOT EXISTS {table} (
     final_concurrency INTEGER,
     throttled INTEGER,
     error VARCHAR(2000),
-    failures_export VARCHAR(1024)
+    failures_export VARCHAR(1024),
+    failures TEXT
 )
 """
 ERROR_SIZE = 2000
+#: Failure entries of the run's report kept in its row (order id, outcome, code, message), so a run's
+#: failures stay visible after a later run sends the same orders again; messages cut to this size.
+FAILURES_KEPT, FAILURE_MESSAGE_SIZE = 100, 300
+#: ``field='value': rule`` of an invalid free-text field (fulfillment_data, ...): the value is hidden.
+_FREE_TEXT_VALUE = re.compile(rf"\b({'|'.join(FREE_TEXT_FIELDS)})=.*: ([^:]*)$", re.DOTALL)
+
+
+def kept_failures(failures: Any) -> str | None:
+    """The report's failure entries as the row keeps them (JSON), free-text values hidden."""
+    kept = []
+    for entry in list(failures or [])[:FAILURES_KEPT]:
+        if not isinstance(entry, Mapping):
+            continue
+        message = _FREE_TEXT_VALUE.sub(r"\1=(hidden): \2", str(entry.get("message") or ""))
+        kept.append(
+            {
+                "order_id": None if entry.get("order_id") is None else str(entry.get("order_id"))[:255],
+                "outcome": str(entry.get("outcome") or ""),
+                "error_code": entry.get("error_code"),
+                "message": message[:FAILURE_MESSAGE_SIZE],
+            }
+        )
+    return json.dumps(kept) if kept else None
 
 
 def runs_table_for(ledger_table: str) -> str:
@@ -164,6 +190,7 @@ class RunHistory:
             **{name: pacing.get(name) for name in _PACING_COLUMNS},
             "error": error[:ERROR_SIZE] if error else None,
             "failures_export": (report.get("failures_export") or {}).get("path"),
+            "failures": kept_failures(report.get("failures")),
         }
         binds = self.db.binds()
         assignments = ", ".join(f"{name} = {binds()}" for name in sets)

@@ -9,6 +9,7 @@ Nothing here writes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,6 +26,7 @@ _RUN_COLUMNS = (
     "claim_id", "merchant_id", "dag_id", "run_id", "task_id", "map_index", "try_number", "started_at",
     "last_seen_at", "ended_at", "lease_s", "state", "stop_reason", *OUTCOME_COLUMNS, "rows_read",
     "records_per_s", "peak_concurrency", "final_concurrency", "throttled", "error", "failures_export",
+    "failures",
 )  # fmt: skip
 
 
@@ -59,6 +61,8 @@ class SyncRun:
     throttled: int | None
     error: str | None
     failures_export: str | None
+    #: The run's own failure entries (its report's first ones: order id, outcome, code, message).
+    failures: list[dict[str, Any]]
     now: datetime = field(repr=False)
 
     @classmethod
@@ -66,6 +70,7 @@ class SyncRun:
         values = dict(zip(_RUN_COLUMNS, row, strict=True))
         counts = {name: int(values.pop(name) or 0) for name in OUTCOME_COLUMNS}
         started, seen = _parse(values.pop("started_at")), _parse(values.pop("last_seen_at"))
+        failures = _failures(values.pop("failures"))
         return cls(
             **{k: v for k, v in values.items() if k not in ("map_index", "try_number", "ended_at")},
             map_index=int(values["map_index"] if values["map_index"] is not None else -1),
@@ -73,6 +78,7 @@ class SyncRun:
             started_at=started,  # type: ignore[arg-type]
             last_seen_at=seen,  # type: ignore[arg-type]
             ended_at=_parse(values["ended_at"]),
+            failures=failures,
             counts=counts,
             now=now,
         )
@@ -274,6 +280,17 @@ class LedgerViews:
             for o, c, f, s, h, e, m, a, t, mi in self._first(sql, params, limit)
         ]
         return int(total), failures
+
+
+def _failures(text: Any) -> list[dict[str, Any]]:
+    try:
+        found = json.loads(text) if text else []
+    except ValueError:  # a row written by hand: shown without its failures
+        return []
+    if not isinstance(found, list):
+        return []
+    keys = ("order_id", "outcome", "error_code", "message")  # every one there: the page reads each
+    return [{key: f.get(key) for key in keys} for f in found if isinstance(f, dict)]
 
 
 def _map_index(value: Any) -> int:
