@@ -73,9 +73,12 @@ def check_ui(api: str, screenshots: Path, *, nightly_run: str) -> None:
             browser.close()
 
 
-def check_juspay_page(api: str, screenshots: Path, *, dag_id: str, run_id: str, pushes: list[dict]) -> None:
+def check_juspay_page(
+    api: str, screenshots: Path, *, dag_id: str, run_id: str, pushes: list[dict], refused: set[str]
+) -> None:
     """The Juspay page in the navigation and the Juspay tab of a DAG run, as a logged-in user sees them:
     the tab's counts are the run history's (``pushes``: one dict per try, as the database holds them),
+    the orders Juspay refused in the first try (``refused``, the sandbox's unknown ones) are listed,
     a run's link on the page opens Airflow's run page in the whole window. Screenshots for the docs."""
     from playwright.sync_api import sync_playwright
 
@@ -113,6 +116,8 @@ def check_juspay_page(api: str, screenshots: Path, *, dag_id: str, run_id: str, 
                 )
                 assert row.count() >= 1, f"try {push['try_number']} is listed"
                 assert f"{push['sent']:,}" in text and f"{push['skipped']:,}" in text, (push, text[:2000])
+            failed_first = text.split("Failed in push_fulfilments, try 1")[1]
+            assert all(order in failed_first for order in sorted(refused)[:20]), "the first try's refusals"
             page.screenshot(path=str(screenshots / "juspay-run-tab.png"), full_page=True)
             say(f"the Juspay tab of {dag_id} / {run_id}: {len(pushes)} pushes with the run history's counts")
         finally:
