@@ -89,6 +89,17 @@ def inherited_signature(app, what, name, obj, options, signature, return_annotat
     return str(inspect.Signature(plain)), return_annotation
 
 
+def _typed_dicts_have_no_call_signature() -> None:
+    """Autodoc cannot format a TypedDict's signature (it is a dict's); give it none, as it is built
+    like a dict literal."""
+    import inspect
+
+    from airflow_provider_juspay.sync import report
+
+    report.FailureEntry.__signature__ = inspect.Signature()  # type: ignore[attr-defined]
+
+
 def setup(app):
+    _typed_dicts_have_no_call_signature()
     app.connect("autodoc-process-signature", inherited_signature)
     app.add_css_file("wrap-code.css")

@@ -1,22 +1,23 @@
 """The run report, typed (RunReport) and folded from results (ReportBuilder): counts by outcome and error
-code, the first failures, progress lines, and the one pass/fail verdict every task applies."""
+code, the first failures, and the one pass/fail verdict every task applies. Live progress lines are
+``sync.progress``'s."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol
+from typing import Any, TypedDict
 
 from airflow_provider_juspay.errors import ErrorCode
 from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
+from airflow_provider_juspay.sync.progress import PROGRESS_EVERY_S, PaceSource, Progress, ProgressLog
 
 __all__ = [
     "DEFAULT_MAX_FAILURES_LISTED",
     "PROGRESS_EVERY_S",
+    "FailureEntry",
     "ReportBuilder",
     "RunReport",
     "checked_limits",
@@ -27,21 +28,17 @@ __all__ = [
 DEFAULT_MAX_FAILURES_LISTED = 100
 
 
-class ProgressLog(Protocol):
-    """Where progress lines go: a ``logging.Logger``, or Airflow's task logger."""
+class FailureEntry(TypedDict, total=False):
+    """One failed row as the report lists it (and XCom, the notifier and the run history keep it):
+    ``order_id``, ``outcome``, ``error_code`` and ``message`` always; ``position`` (where in the
+    source) from a push, ``command`` from a summary read back from the ledger."""
 
-    def info(self, msg: Any, /, *args: Any) -> Any: ...
-
-
-PROGRESS_EVERY_S = 10.0
-
-
-class PaceSource(Protocol):
-    """The run's pacing (``sync.control.RunControl``), as progress lines and the report show it."""
-
-    def progress(self) -> str: ...
-
-    def pacing(self) -> dict[str, Any]: ...
+    order_id: str | None
+    outcome: str
+    error_code: str | None
+    message: str | None
+    position: str | None
+    command: str
 
 
 class ReportBuilder:
@@ -68,24 +65,33 @@ class ReportBuilder:
         self.expected = total
         self.dry_run = dry_run
         self.max_failures_listed = max_failures_listed
-        # Every outcome present from the start: the heartbeat thread reads while results come in.
+        # Every outcome present from the start: the progress thread reads while results come in.
         self.counts: Counter[Outcome] = Counter(dict.fromkeys(Outcome, 0))
         self.errors: Counter[str] = Counter()
-        self.failures: list[dict[str, Any]] = []
+        self.failures: list[FailureEntry] = []
         self._log = log
-        self._every = progress_every
         self._clock = clock
         self._started = clock()
-        self._next_progress = self._started + progress_every
         self._finished: float | None = None
+        self.progress = Progress(
+            counts=self.counts, elapsed=self._elapsed, expected=total, log=log, every=progress_every,
+            clock=clock, retries=retries,
+        )  # fmt: skip
         self._retries = retries
         self._retried_server_errors = retried_server_errors
         #: HTTP requests the results took (every attempt), and the final answers that were a 5xx.
         self.requests = 0
         self.server_errors = 0
         self.unread: list[str] = []
-        #: The run's pacing, when it has one (the engine sets it): progress lines and the report show it.
-        self.pace: PaceSource | None = None
+
+    @property
+    def pace(self) -> PaceSource | None:
+        """The run's pacing, when it has one (the engine sets it): progress lines and the report show it."""
+        return self.progress.pace
+
+    @pace.setter
+    def pace(self, source: PaceSource | None) -> None:
+        self.progress.pace = source
 
     @property
     def done(self) -> int:
@@ -109,9 +115,7 @@ class ReportBuilder:
                         "position": result.position,
                     }
                 )
-        if self._log is not None and self._clock() >= self._next_progress:
-            self._next_progress = self._clock() + self._every
-            self._log.info("%s", self.progress_line())
+        self.progress.tick()
 
     def unreadable(self, reason: str) -> None:
         """Note a source (a file) that could not be read, or not to its end: the run is not done."""
@@ -119,28 +123,9 @@ class ReportBuilder:
         if self._log is not None:
             self._log.info("Could not read %s", reason)
 
-    @contextmanager
-    def heartbeat(self) -> Iterator[None]:
+    def heartbeat(self) -> Any:
         """Within the block, a progress line still comes every interval when no result does (a stall)."""
-        log = self._log
-        if log is None:
-            yield
-            return
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(self._every):
-                if self._clock() >= self._next_progress:
-                    self._next_progress = self._clock() + self._every
-                    log.info("%s (waiting for answers)", self.progress_line())
-
-        thread = threading.Thread(target=beat, name="juspay-progress", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
+        return self.progress.heartbeat()
 
     def finish(self, stop: Any = None) -> RunReport:
         """Stop the clock and return the report.
@@ -168,23 +153,7 @@ class ReportBuilder:
         )
 
     def progress_line(self) -> str:
-        elapsed = self._elapsed()
-        done = self.done
-        rate = done / elapsed if elapsed > 0 else 0.0
-        by_outcome = ", ".join(  # only the outcomes seen so far
-            f"{o.value} {n}" for o, n in sorted(self.counts.items(), key=lambda kv: kv[0].value) if n
-        )
-        of = f"/{self.expected}" if self.expected else ""
-        line = f"{done}{of} records done ({by_outcome}); {rate:.0f}/s"
-        if self.expected and rate > 0:
-            line += f"; ETA {max(0.0, (self.expected - done) / rate):.0f}s"
-        retries = self._retries() if self._retries else {}
-        if retries:
-            line += "; retries: " + ", ".join(f"{cause} {n}" for cause, n in retries.items())
-        pace = self.pace.progress() if self.pace is not None else ""
-        if pace:
-            line += f"; {pace}"
-        return line
+        return self.progress.line()
 
     def _elapsed(self) -> float:
         return (self._finished if self._finished is not None else self._clock()) - self._started
@@ -209,7 +178,7 @@ class RunReport:
     #: Every outcome, summing to ``total``.
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys((o.value for o in Outcome), 0))
     errors: dict[str, int] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[FailureEntry] = field(default_factory=list)
     duration_s: float = 0.0
     records_per_s: float = 0.0
     dry_run: bool = False

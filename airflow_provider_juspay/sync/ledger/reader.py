@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow_provider_juspay.errors import ErrorCode
 from airflow_provider_juspay.fulfilment import Outcome
+from airflow_provider_juspay.sync import report as _report
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.ledger.lease import LeaseClock
 from airflow_provider_juspay.sync.ledger.rows import IN_FLIGHT, UNDELIVERED, Key, timestamp
@@ -57,7 +58,7 @@ class LedgerReader:
                 params,
             )
         )
-        failures = [
+        failures: list[_report.FailureEntry] = [
             {"order_id": o, "command": c, "outcome": s, "error_code": e, "message": m}
             for o, c, s, e, m in query(
                 f"SELECT order_id, command, state, error_code, message FROM {table} "
