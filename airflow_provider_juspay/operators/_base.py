@@ -9,15 +9,18 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from airflow.sdk import BaseOperator
 
 from airflow_provider_juspay.assets.juspay import merchant_of
+from airflow_provider_juspay.config import endpoint_of
+from airflow_provider_juspay.errors import ErrorCode
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.hooks.juspay import JuspayHook
 from airflow_provider_juspay.operators.links import JuspayDashboardLink
 from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
-from airflow_provider_juspay.sync.control import RunControl
+from airflow_provider_juspay.sync.control import RunControl, Stop
 from airflow_provider_juspay.sync.ledger import (
     DEFAULT_LEASE_S,
     DEFAULT_RETENTION_DAYS,
@@ -269,6 +272,29 @@ class FulfilmentOperatorBase(BaseOperator):
         except Exception as exc:  # a view of the run: the push goes on, and says so
             self.log.warning("The run history could not be written (%s: %s)", type(exc).__name__, exc)
 
+    def judge(
+        self, problem: str, report: RunReport, stop: Stop | None, *, min_rows: int | None = None
+    ) -> None:
+        """Fail the task of a run that is not done (``problem``: its verdict), both operators alike: with
+        an Airflow retry where one can deliver more (``RunReport.retry_helps``), without one where the
+        same rows would get the same answers or the connection must be fixed first."""
+        retry = report.retry_helps(min_rows=min_rows)
+        if stop is not None:
+            message = _stopped(
+                stop, self.juspay_conn_id, report.counts["not_attempted"], self.hook.config.base_url
+            )
+        elif retry:
+            message = (
+                f"{problem}; an Airflow retry (or the next run, with a ledger) sends only what was not "
+                f"delivered. By error code: {report.errors}"
+            )
+        else:
+            message = (
+                f"{problem}; a retry would send the same rows and get the same answers: fix the data, the "
+                f"column_map/defaults or the connection, then clear the task. By error code: {report.errors}"
+            )
+        raise self._failed(AirflowException(message) if retry else AirflowFailException(message))
+
     def _failed(self, error: BaseException) -> BaseException:
         """Remember why this try fails (for lineage) and hand the exception back to raise."""
         self._error = error
@@ -293,3 +319,31 @@ class FulfilmentOperatorBase(BaseOperator):
             self.log.warning("OpenLineage could not name the tables the query reads: %s", exc)
             inputs = []
         return _lineage.lineage(base_url=base_url, report=self._report, inputs=inputs, error=self._error)
+
+
+def _stopped(stop: Stop, conn_id: str, unsent: int, base_url: str) -> str:
+    """What a stopped run's task says: why it stopped, how many rows went unsent, what to do."""
+    if stop.error_code == ErrorCode.UNAUTHORIZED:
+        return (
+            f"Juspay at {endpoint_of(base_url)} refused the credentials of {conn_id!r} ({stop.error}); "
+            f"{unsent} records were not attempted. A key works only in the environment that issued it: "
+            "fix the connection's API key, merchant id or extra 'environment' (sandbox | production; "
+            "the host field overrides it), then clear the task."
+        )
+    if stop.error_code == ErrorCode.UNEXPECTED_RESPONSES:
+        return (
+            f"{stop.message}; {unsent} records were not attempted. Fix the connection {conn_id!r}, "
+            "then clear the task."
+        )
+    if stop.error_code in (ErrorCode.CIRCUIT_OPEN, ErrorCode.THROTTLED):
+        return (
+            f"{stop.message}; {unsent} records were not attempted. An Airflow retry sends them later "
+            "(with a ledger, only what was not delivered)."
+        )
+    if stop.error_code == ErrorCode.LEASE_LOST:
+        return (
+            f"the run lost its ledger lease and stopped sending: {stop.message}; {unsent} records were not "
+            "attempted. An Airflow retry sends what no run delivered; if pauses or a slow ledger database "
+            "are common here, raise ledger_lease (see the ledger page)."
+        )
+    return f"the run stopped ({stop.error_code}): {stop.message}; {unsent} records not attempted"

@@ -9,16 +9,14 @@ from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_juspay.config import endpoint_of
-from airflow_provider_juspay.errors import ErrorCode
 from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult
 from airflow_provider_juspay.hooks.juspay import fail_without_retry_on_config_error
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
 from airflow_provider_juspay.operators._interval import empty_interval_problem, mentions_interval
 from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, DEFAULT_INITIAL, AdaptiveLimit
-from airflow_provider_juspay.sync.control import RunControl, Stop
+from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
 from airflow_provider_juspay.sync.engine import dry_run_send, push
 from airflow_provider_juspay.sync.export import FailureExport, export_format
@@ -190,17 +188,12 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
         problem = self._verdict(report)
         if problem is not None:
             context["ti"].xcom_push(key=DEPRECATED_RESULTS_KEY, value=payload)
-            if pushed.stop is not None:
-                unsent = report.counts["not_attempted"]
-                raise self._failed(
-                    _stop_error(pushed.stop, self.juspay_conn_id, unsent, self.hook.config.base_url)
-                )
             failures = [r for r in results if r.outcome.is_failure]
             shown = "; ".join(
                 f"{r.order_id}: {r.outcome.value} {r.error_code or ''} {r.message or ''}".strip()
                 for r in failures[:10]
             )
-            raise self._failed(_verdict_error(f"{problem} ({shown})", report, None))
+            self.judge(f"{problem} ({shown})", report, pushed.stop)
         self.announce(context)
         return payload[0] if single else payload
 
@@ -209,52 +202,6 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
 
     def _single_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in ORDER_FIELDS if getattr(self, name) is not None}
-
-
-def _stop_error(stop: Stop, conn_id: str, unsent: int, base_url: str) -> Exception:
-    """The exception a stopped run fails with: no Airflow retry where a retry cannot help."""
-    if stop.error_code == ErrorCode.UNAUTHORIZED:
-        return AirflowFailException(
-            f"Juspay at {endpoint_of(base_url)} refused the credentials of {conn_id!r} ({stop.error}); "
-            f"{unsent} records were not attempted. A key works only in the environment that issued it: "
-            "fix the connection's API key, merchant id or extra 'environment' (sandbox | production; "
-            "the host field overrides it), then clear the task."
-        )
-    if stop.error_code == ErrorCode.UNEXPECTED_RESPONSES:
-        return AirflowFailException(
-            f"{stop.message}; {unsent} records were not attempted. Fix the connection {conn_id!r}, "
-            "then clear the task."
-        )
-    if stop.error_code in (ErrorCode.CIRCUIT_OPEN, ErrorCode.THROTTLED):
-        return AirflowException(
-            f"{stop.message}; {unsent} records were not attempted. An Airflow retry sends them later "
-            "(with a ledger, only what was not delivered)."
-        )
-    if stop.error_code == ErrorCode.LEASE_LOST:
-        return AirflowException(
-            f"the run lost its ledger lease and stopped sending: {stop.message}; {unsent} records were not "
-            "attempted. An Airflow retry sends what no run delivered; if pauses or a slow ledger database "
-            "are common here, raise ledger_lease (see the ledger page)."
-        )
-    return AirflowException(
-        f"the run stopped ({stop.error_code}): {stop.message}; {unsent} records not attempted"
-    )
-
-
-def _verdict_error(problem: str, report: RunReport, min_rows: int | None) -> Exception:
-    """The exception a judged run fails with: an Airflow retry only where a retry can deliver more
-    (rows that failed or were not attempted, a file not read, rows not loaded yet)."""
-    counts = report.counts
-    too_few = min_rows is not None and report.total < min_rows
-    if counts["failed"] or counts["not_attempted"] or report.unread or too_few:
-        return AirflowException(
-            f"{problem}; an Airflow retry (or the next run, with a ledger) sends only what was not "
-            f"delivered. By error code: {report.errors}"
-        )
-    return AirflowFailException(
-        f"{problem}; a retry would send the same rows and get the same answers: fix the data, the "
-        f"column_map/defaults or the connection, then clear the task. By error code: {report.errors}"
-    )
 
 
 def _as_rows(records: Any) -> list[Mapping[str, Any]]:
@@ -484,12 +431,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         problem = self._verdict(report)
         context["ti"].xcom_push(key=REPORT_KEY, value=report.to_dict())
         if problem is not None:
-            if pushed.stop is not None:
-                unsent = report.counts["not_attempted"]
-                raise self._failed(
-                    _stop_error(pushed.stop, self.juspay_conn_id, unsent, self.hook.config.base_url)
-                )
-            raise self._failed(_verdict_error(problem, report, self.min_rows))
+            self.judge(problem, report, pushed.stop, min_rows=self.min_rows)
         self.announce(context)
         return report.to_dict()
 

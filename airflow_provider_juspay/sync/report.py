@@ -162,6 +162,10 @@ class ReportBuilder:
 #: Error code of a delivered key whose payload changed, under ``on_change="fail"``.
 
 
+#: Stops a retry cannot help: a person fixes the connection first.
+_FIX_FIRST = frozenset({ErrorCode.UNAUTHORIZED.value, ErrorCode.UNEXPECTED_RESPONSES.value})
+
+
 def counts_as_failure(outcome: Outcome, *, dry_run: bool) -> bool:
     """The one definition of a failure: rejected, failed, invalid or not attempted (a dry run's
     ``not_attempted`` rows are the ones it would send, so there they are not failures)."""
@@ -277,6 +281,18 @@ class RunReport:
         if failed or unsent:
             return f"{failed} records failed and {unsent} were not attempted: they were not delivered"
         return None
+
+    def retry_helps(self, *, min_rows: int | None = None) -> bool:
+        """Whether an Airflow retry (or, with a ledger, the next run) could deliver more: rows that failed
+        or were not attempted, a file not read to its end, fewer rows than ``min_rows``, a run stopped by
+        Juspay's overload or a lost lease. Not when Juspay refused the credentials or something else
+        answered (fix first), nor for rows refused or invalid: the same rows get the same answers."""
+        stopped = (self.stopped or {}).get("error_code")
+        if stopped in _FIX_FIRST:
+            return False
+        counts = self.counts
+        too_few = min_rows is not None and self.total < min_rows
+        return bool(stopped or counts["failed"] or counts["not_attempted"] or self.unread or too_few)
 
     def nothing_done(self) -> str | None:
         """Why the run did nothing at all: every row refused and none held, or every row invalid.

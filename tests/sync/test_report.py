@@ -6,6 +6,8 @@ import json
 import logging
 import time
 
+import pytest
+
 from airflow_provider_juspay.fulfilment import FulfilmentResult, Outcome
 from airflow_provider_juspay.sync.control import Stop
 from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
@@ -157,3 +159,25 @@ def test_the_report_gives_one_rate_the_runs_own():
     text = report.format()
     assert len([w for w in text.split() if w.endswith("/s)") or "rate" in w]) == 1, text
     assert report.records_per_s > 0 and "rate_per_s" not in report.to_dict()["pacing"]
+
+
+@pytest.mark.parametrize(
+    "counts, stopped, unread, min_rows, helps",
+    [
+        ({"sent": 5}, None, [], None, False),
+        ({"rejected": 2, "invalid": 1}, None, [], None, False),  # the same rows, the same answers
+        ({"failed": 1}, None, [], None, True),
+        ({"not_attempted": 3}, None, [], None, True),
+        ({"sent": 5}, None, ["a.csv line 9"], None, True),
+        ({"sent": 5}, None, [], 10, True),  # fewer rows than expected: maybe not loaded yet
+        ({"not_attempted": 3}, "UNAUTHORIZED", [], None, False),  # fix the key first
+        ({"not_attempted": 3}, "UNEXPECTED_RESPONSES", [], None, False),
+        ({"not_attempted": 3}, "CIRCUIT_OPEN", [], None, True),
+        ({"sent": 5}, "LEASE_LOST", [], None, True),
+    ],
+)
+def test_retry_helps_only_where_a_retry_can_deliver_more(counts, stopped, unread, min_rows, helps):
+    report = RunReport(total=sum(counts.values()), unread=unread)
+    report.counts.update(counts)
+    report.stopped = {"error_code": stopped, "message": "m"} if stopped else None
+    assert report.retry_helps(min_rows=min_rows) is helps
