@@ -76,3 +76,22 @@ def test_the_docs_give_the_statements_a_run_logs_for_a_large_ledger():
         for s in index_statements(DEFAULT_TABLE)
     ]
     assert shown == logged
+
+
+def test_an_index_of_the_same_name_in_another_schema_is_not_taken_for_this_ledgers(db):
+    if not hasattr(db, "dsn"):
+        pytest.skip("SQLite has one schema per file")
+    ledger = Database(db)
+    ledger.execute("DROP SCHEMA IF EXISTS other_ledgers CASCADE")
+    ledger.execute("CREATE SCHEMA other_ledgers")
+    ensure_table(ledger, f"other_ledgers.{DEFAULT_TABLE}")  # its indexes carry the same names
+    ensure_table(ledger, DEFAULT_TABLE)
+    try:
+        assert all(ledger.has_index(DEFAULT_TABLE, name) for name in NAMES)
+        ledger.execute(f"DROP INDEX {NAMES[0]}")  # ours only (the search path's schema)
+        assert not ledger.has_index(DEFAULT_TABLE, NAMES[0])
+        assert ledger.has_index(f"other_ledgers.{DEFAULT_TABLE}", NAMES[0])
+        ensure_table(ledger, DEFAULT_TABLE)
+        assert ledger.has_index(DEFAULT_TABLE, NAMES[0]), "built again, though the other schema has one"
+    finally:
+        ledger.execute("DROP SCHEMA other_ledgers CASCADE")

@@ -228,8 +228,10 @@ class Database:
             sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?"
             params: list[Any] = [name]
         elif driver in ("psycopg2", "psycopg"):
-            sql = f"SELECT COUNT(*) FROM pg_indexes WHERE indexname = {self.binds()()}"
-            params = [name.lower()]
+            # in the table's schema (an index is named per schema; another ledger's there is not ours)
+            schema, dot, _ = table.rpartition(".")
+            sql = f"SELECT COUNT(to_regclass({self.binds()()}))"
+            params = [f"{schema}{dot}{name}".lower()]
         else:
             return None
         try:
