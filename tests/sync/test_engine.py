@@ -36,7 +36,10 @@ def client(sandbox):
         base_url=sandbox.base_url,
         merchant_id=MERCHANT_ID,
         api_key=API_KEY,
-        timeouts=Timeouts(connect=1, read=0.3),
+        # Read timeout well above a loaded machine's answer time: a timeout after the sandbox accepted is
+        # a lost reply the sandbox did not inject, and its retry would count as a double. The hangs
+        # (1 s) stay past it.
+        timeouts=Timeouts(connect=1, read=0.6),
         retry=RetryPolicy(max_attempts=6, initial_wait=0.005, max_wait=0.02, jitter=0.005),
         pool_size=16,
     )
