@@ -1,17 +1,22 @@
-"""Case 7: pacing against a Juspay whose limit is unpublished: today's fixed 16 workers (a 429 pauses
-all and halves the pace) beside adaptive concurrency, on the same servers, in one run.
+"""Case 7: pacing against a Juspay whose limit is unpublished: fixed 16 workers (the pacing of 0.2),
+each task's own adaptive controller (1.0, ``per-task``), and the merchant's budget shared through the
+ledger's database (``shared``, SQLite here), on the same servers, in one run.
 
 Servers (the bundled sandbox in a process of its own, changed mid-run and its requests read back with
 their times over its admin endpoints): a token bucket of 400/s at 100 ms (429 with ``Retry-After: 1``
-beyond it); the same with four shards at once; its capacity halved mid-run; no limit at 200 ms; a
-server that takes 24 requests at once (503 beyond). Each run is drawn as requests per second over time
-against the capacity.
+beyond it) pushed by 1, 4, 8 and 16 tasks at once; three tasks of one DAG and one of another that
+starts 10 s later (the three end at 24 s); its capacity halved mid-run; no limit at 200 ms (16 tasks);
+a server that takes 24 requests at once (503 beyond). Each run is drawn as requests per second over
+time against the capacity.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,13 +31,16 @@ from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
 from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.ledger.budget import BudgetStore
+from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.pacer import Pacer
+from airflow_provider_juspay.sync.shared_pacing import SharedPacer
 from airflow_provider_juspay.sync.report import ReportBuilder
 from bench.support import API_KEY, MERCHANT_ID, Server, rows, sandbox, table
 
 #: Where the pictures go (the README shows them).
 PICTURES = Path(__file__).parent / "results"
-PACINGS = ("fixed", "adaptive")
+PACINGS = ("per-task", "shared")
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,12 @@ class Case:
     shards: int = 1
     #: (after seconds, new capacity): the capacity changes mid-run
     change: tuple[float, float] | None = None
+    #: per task, when it starts and ends (seconds); default: all start at 0 and run to the end
+    spans: tuple[tuple[float, float], ...] | None = None
+    pacings: tuple[str, ...] = PACINGS
+
+    def span(self, i: int) -> tuple[float, float]:
+        return self.spans[i] if self.spans is not None else (0.0, self.seconds)
 
     def capacity_at(self, t: float) -> float | None:
         if self.change is not None and t >= self.change[0]:
@@ -58,10 +72,16 @@ class Case:
 
 
 CASES = (
-    Case("cap400", "capacity 400/s, 100 ms", 24, 0.1, capacity=400),
-    Case("shards4", "4 shards, capacity 400/s, 100 ms", 24, 0.1, capacity=400, shards=4),
+    Case("cap400", "1 task, capacity 400/s, 100 ms", 24, 0.1, capacity=400, pacings=("fixed", *PACINGS)),
+    Case("shards4", "4 tasks, capacity 400/s, 100 ms", 24, 0.1, capacity=400, shards=4),
+    Case("shards8", "8 tasks, capacity 400/s, 100 ms", 24, 0.1, capacity=400, shards=8),
+    Case("shards16", "16 tasks, capacity 400/s, 100 ms", 24, 0.1, capacity=400, shards=16),
+    Case(
+        "late", "3 tasks (end at 24 s) + 1 from 10 s, 400/s", 36, 0.1, capacity=400, shards=4,
+        spans=((0, 24), (0, 24), (0, 24), (10, 36)),
+    ),  # fmt: skip
     Case("halved", "capacity 400/s halved at 12 s, 100 ms", 32, 0.1, capacity=400, change=(12, 200)),
-    Case("nolimit", "no limit, 200 ms", 16, 0.2),
+    Case("nolimit", "16 tasks, no limit, 200 ms", 16, 0.2, shards=16),
     Case("cap24", "24 requests at once (503 beyond), 100 ms", 20, 0.1, max_in_flight=24),
 )
 
@@ -98,18 +118,24 @@ def run_case(case: Case, pacing: str, scale: float = 1.0) -> Outcome:
         flags["rate_limit"] = case.capacity
     if case.max_in_flight is not None:
         flags["max_in_flight"] = case.max_in_flight
+    folder = Path(tempfile.mkdtemp(prefix="juspay-budget-"))
+    budget_db = str(folder / "ledger.db")
     with sandbox(latency_ms=case.latency * 1000, **flags) as server:
         outcome = Outcome(case, pacing, time.monotonic())
         deadline = outcome.started + seconds
         if case.change is not None:
             at, capacity = case.change
             threading.Timer(at * scale, _configure, args=(server, {"rate_limit": capacity})).start()
-        threads = [
-            threading.Thread(
-                target=_shard, args=(server, pacing, _until(deadline, f"{case.name}-{pacing}-{i}"), outcome)
+        threads = []
+        for i in range(case.shards):
+            begin, end = case.span(i)
+            source = _until(outcome.started + end * scale, f"{case.name}-{pacing}-{i}")
+            threads.append(
+                threading.Thread(
+                    target=_shard,
+                    args=(server, pacing, source, outcome, budget_db, outcome.started + begin * scale),
+                )
             )
-            for i in range(case.shards)
-        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -135,13 +161,24 @@ def _until(deadline: float, prefix: str) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _shard(server: Server, pacing: str, source: Iterator[dict[str, Any]], outcome: Outcome) -> None:
+def _shard(
+    server: Server,
+    pacing: str,
+    source: Iterator[dict[str, Any]],
+    outcome: Outcome,
+    budget_db: str,
+    start_at: float,
+) -> None:
+    time.sleep(max(0.0, start_at - time.monotonic()))
     config = ClientConfig(
         base_url=server.base_url, merchant_id=MERCHANT_ID, api_key=API_KEY, pool_size=DEFAULT_CEILING
     )
     with JuspayClient(config) as client:
-        limiter = AdaptiveLimit() if pacing == "adaptive" else None
-        control = RunControl(pacer=Pacer(None), limiter=limiter, max_pause=30.0)
+        limiter = AdaptiveLimit() if pacing != "fixed" else None
+        pacer: Pacer | SharedPacer = Pacer(None)
+        if pacing == "shared":
+            pacer = _shared_pacer(budget_db, server.base_url)
+        control = RunControl(pacer=pacer, limiter=limiter, max_pause=30.0)
         report = push(
             source,
             report=ReportBuilder(),
@@ -150,7 +187,19 @@ def _shard(server: Server, pacing: str, source: Iterator[dict[str, Any]], outcom
             control=control,
             max_concurrency=DEFAULT_CEILING if limiter else 16,
         ).report
+    if isinstance(pacer, SharedPacer):
+        pacer.close()
     outcome.reports.append(report.to_dict())
+
+
+def _shared_pacer(path: str, base_url: str) -> SharedPacer:
+    """A task's pacer over the merchant's budget in the SQLite file at ``path`` (its own connection)."""
+    db = Database(sqlite3.connect(path, check_same_thread=False))
+    db.limit_statements(2.0)
+    db.let_readers_write_beside()
+    store = BudgetStore(db, "juspay_fulfilment_ledger", f"{base_url}/{MERCHANT_ID}")
+    store.ensure()
+    return SharedPacer(store, member=uuid.uuid4().hex)
 
 
 @dataclass(frozen=True)
@@ -202,7 +251,7 @@ def draw(case: Case, outcomes: list[Outcome], folder: Path = PICTURES) -> Path |
     figure, axes = plt.subplots(figsize=(8, 3.6))
     longest = max(o.ended - o.started for o in outcomes)
     bins = [i * 0.5 for i in range(int(longest / 0.5) + 1)]
-    for outcome, colour in zip(outcomes, ("tab:orange", "tab:blue"), strict=False):
+    for outcome, colour in zip(outcomes, ("tab:orange", "tab:blue", "tab:green")[-len(outcomes) :], strict=False):
         accepted = [outcome.per_second(_accepted, b, b + 0.5) for b in bins]
         refused = [outcome.per_second(lambda s: s in (429, 503), b, b + 0.5) for b in bins]
         axes.plot(bins, accepted, color=colour, label=f"{outcome.pacing}: accepted/s")
@@ -230,7 +279,7 @@ def run(
     lines = []
     rows_: list[tuple] = []
     for case in (c for c in CASES if c.name in names):
-        outcomes = [run_case(case, pacing, scale) for pacing in PACINGS]
+        outcomes = [run_case(case, pacing, scale) for pacing in case.pacings]
         picture = draw(case, outcomes, pictures)
         for outcome in outcomes:
             f = figures(outcome)

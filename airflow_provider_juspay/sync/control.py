@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from airflow_provider_juspay.ratelimit import RateLimitHint
 from airflow_provider_juspay.sync.breaker import CircuitBreaker
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.pacer import Pacer
+from airflow_provider_juspay.sync.shared_pacing import SharedPacer
 
 __all__ = ["DEFAULT_GRACE_S", "Fence", "RunControl", "Stop"]
 
@@ -86,7 +88,7 @@ class RunControl:
     def __init__(
         self,
         *,
-        pacer: Pacer | None = None,
+        pacer: Pacer | SharedPacer | None = None,
         breaker: CircuitBreaker | None = None,
         max_pause: float = 30.0,
         abort: Callable[[], int] | None = None,
@@ -161,6 +163,7 @@ class RunControl:
             if delay > 0:
                 self.sleep(delay)  # a 429's pause too: it ends early when the run stops
                 self.check()
+        self._attempt.sent = time.monotonic()
         if self.limiter is not None:
             started = self.limiter.acquire(lambda: self.stopped)
             if started is None:
@@ -190,11 +193,17 @@ class RunControl:
                 self.throttled += 1
         if hint is not None and self.pacer is not None:
             self.pacer.advise(hint)
+        shared = self.shared
         if self.limiter is not None:
-            self.limiter.release(
-                self._attempt.started, pushback=isinstance(error, RateLimited), overload=is_overload(error)
-            )
-        if isinstance(error, RateLimited) and self.pacer is not None:
+            # With a shared budget, the merchant's rate answers 429s; the task's slots only latency.
+            pushback = isinstance(error, RateLimited) and shared is None
+            self.limiter.release(self._attempt.started, pushback=pushback, overload=is_overload(error))
+        if shared is not None:
+            if isinstance(error, RateLimited):
+                shared.pushback(getattr(self._attempt, "sent", None), error.retry_after)
+            else:
+                shared.answered()
+        elif isinstance(error, RateLimited) and self.pacer is not None:
             pause = error.retry_after if error.retry_after is not None else DEFAULT_THROTTLE_PAUSE
             if self.limiter is None:
                 self.pacer.pause(min(pause, self._max_pause))
@@ -204,6 +213,12 @@ class RunControl:
             trip = self.breaker.observe(error)
             if trip is not None:
                 self.stop(trip.error_code, trip.message, error)
+
+    @property
+    def shared(self) -> SharedPacer | None:
+        """The merchant's shared budget, while this run draws from it."""
+        pacer = self.pacer
+        return pacer if isinstance(pacer, SharedPacer) and pacer.drawing else None
 
     def sleep(self, seconds: float) -> None:
         self._stopped.wait(seconds)
@@ -221,6 +236,8 @@ class RunControl:
         if self.pacer is not None:
             # The run's one rate is the report's records_per_s; the pacer's own is of the last seconds.
             found.update(paused_s=round(self.pacer.paused_s, 1))
+        if isinstance(self.pacer, SharedPacer):
+            found["budget"] = self.pacer.stats()
         found["throttled"] = self.throttled
         return found
 
@@ -232,6 +249,8 @@ class RunControl:
             parts.append(f"in flight {stats.in_flight}/{stats.limit}")
         if self.pacer is not None:
             parts.append(f"{self.pacer.measured_rate:.0f} req/s")
+        if isinstance(self.pacer, SharedPacer):
+            parts.append(self.pacer.progress())
         if self.throttled:
             parts.append(f"429s {self.throttled}")
         return ", ".join(parts)

@@ -31,6 +31,7 @@ class Pacer:
 
     :param rate_limit: requests per second over all workers; None for no cap.
     :param burst: requests that may leave at once after an idle spell (default 1: evenly spaced).
+    :param start_rate: the pace to begin at, when it is known (a task's share of a shared budget).
     """
 
     def __init__(
@@ -38,6 +39,7 @@ class Pacer:
         rate_limit: float | None = None,
         *,
         burst: float = 1.0,
+        start_rate: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -50,7 +52,8 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._rate = rate_limit  # the pace now; None is "as fast as the workers go"
+        # the pace now; None is "as fast as the workers go"
+        self._rate = rate_limit if start_rate is None else min(start_rate, rate_limit or start_rate)
         #: The pace a server published (``RateLimit-Policy``), if it did: growing back stops there.
         self._advised: float | None = None
         self._due = clock()  # when the next request is due at the steady pace (GCRA)

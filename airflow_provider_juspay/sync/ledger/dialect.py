@@ -67,6 +67,11 @@ def _driver(connection: Any) -> str:
     return type(connection).__module__.split(".")[0]
 
 
+def driver_of(connection: Any) -> str:
+    """The DB-API driver's module name (``sqlite3``, ``psycopg2``): what decides the dialect."""
+    return _driver(connection)
+
+
 def _sniffed_marker(connection: Any) -> Marker:
     """The bind marker of the connection's driver (DB-API ``paramstyle``)."""
     module = sys.modules.get(_driver(connection))
