@@ -34,8 +34,8 @@ from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger.budget import BudgetStore
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.pacer import Pacer
-from airflow_provider_juspay.sync.shared_pacing import SharedPacer
 from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.shared_pacing import SharedPacer
 from bench.support import API_KEY, MERCHANT_ID, Server, rows, sandbox, table
 
 #: Where the pictures go (the README shows them).
@@ -77,9 +77,14 @@ CASES = (
     Case("shards8", "8 tasks, capacity 400/s, 100 ms", 24, 0.1, capacity=400, shards=8),
     Case("shards16", "16 tasks, capacity 400/s, 100 ms", 24, 0.1, capacity=400, shards=16),
     Case(
-        "late", "3 tasks (end at 24 s) + 1 from 10 s, 400/s", 36, 0.1, capacity=400, shards=4,
+        "late",
+        "3 tasks (end at 24 s) + 1 from 10 s, 400/s",
+        36,
+        0.1,
+        capacity=400,
+        shards=4,
         spans=((0, 24), (0, 24), (0, 24), (10, 36)),
-    ),  # fmt: skip
+    ),
     Case("halved", "capacity 400/s halved at 12 s, 100 ms", 32, 0.1, capacity=400, change=(12, 200)),
     Case("nolimit", "16 tasks, no limit, 200 ms", 16, 0.2, shards=16),
     Case("cap24", "24 requests at once (503 beyond), 100 ms", 20, 0.1, max_in_flight=24),
@@ -96,6 +101,7 @@ class Outcome:
     ended: float = 0.0
     reports: list[dict[str, Any]] = field(default_factory=list)
     times: list[tuple[float, int]] = field(default_factory=list)  #: (seconds since start, status)
+    orders: list[tuple[float, int, str]] = field(default_factory=list)  #: the same with the order id
 
     def per_second(self, status: Callable[[int], bool], since: float, until: float) -> float:
         n = sum(1 for t, s in self.times if since <= t < until and status(s))
@@ -143,9 +149,12 @@ def run_case(case: Case, pacing: str, scale: float = 1.0) -> Outcome:
         outcome.ended = deadline
         # time.monotonic() is the machine's clock: the sandbox's times compare with this process's.
         received = requests.get(f"{server.base_url}/__sandbox/requests?last=100000000", timeout=60).json()
-        outcome.times = sorted(
-            (r["at"] - outcome.started, r["status"] or 0) for r in received if r["at"] >= outcome.started
+        outcome.orders = sorted(
+            (r["at"] - outcome.started, r["status"] or 0, r["order_id"] or "")
+            for r in received
+            if r["at"] >= outcome.started
         )
+        outcome.times = [(t, s) for t, s, _ in outcome.orders]
     return outcome
 
 
@@ -213,6 +222,10 @@ class Figures:
     failed: int  #: rows not delivered
     peak: int  #: highest concurrency (adaptive), or the fixed 16
     final: int
+    queries: float | None  #: statements on the budget's database per task per second (shared only)
+    query_ms: float | None  #: their mean time: what sharing adds to a request that takes a batch
+    late_share_s: float | None  #: the late task: seconds from its start to a 1 s rate >= 80% of its share
+    after_end: float | None  #: the late task alone, after the others ended: its rate over the capacity
 
 
 def figures(outcome: Outcome) -> Figures:
@@ -228,6 +241,24 @@ def figures(outcome: Outcome) -> Figures:
     pacing = [r.get("pacing", {}) for r in outcome.reports]
     peak = sum(p.get("peak_concurrency", 16) for p in pacing)
     final = sum(p.get("final_concurrency", 16) for p in pacing)
+    budgets = [p["budget"] for p in pacing if "budget" in p]
+    late_share_s = after_end = None
+    if case.spans is not None and case.capacity:
+        scale = end / case.seconds
+        begin, last = case.span(case.shards - 1)
+        others_end = max(case.span(i)[1] for i in range(case.shards - 1))
+        share = case.capacity / case.shards
+        late = f"{case.name}-{outcome.pacing}-{case.shards - 1}-"
+        times = [t for t, s, order in outcome.orders if s == 200 and order.startswith(late)]
+        t = begin * scale
+        while t < others_end * scale:
+            if sum(1 for x in times if t <= x < t + 1) >= 0.8 * share:
+                late_share_s = t + 1 - begin * scale
+                break
+            t += 0.25
+        window = (others_end * scale + 2, last * scale)
+        after_end = sum(1 for x in times if window[0] <= x < window[1]) / max(window[1] - window[0], 1e-9)
+        after_end /= case.capacity
     return Figures(
         steady=steady / capacity if capacity else steady,
         throttled=outcome.share(429, since),
@@ -236,6 +267,10 @@ def figures(outcome: Outcome) -> Figures:
         failed=failed,
         peak=peak,
         final=final,
+        queries=sum(b["queries_per_s"] for b in budgets) / len(budgets) if budgets else None,
+        query_ms=sum(b["query_ms"] for b in budgets) / len(budgets) if budgets else None,
+        late_share_s=late_share_s,
+        after_end=after_end,
     )
 
 
@@ -251,7 +286,8 @@ def draw(case: Case, outcomes: list[Outcome], folder: Path = PICTURES) -> Path |
     figure, axes = plt.subplots(figsize=(8, 3.6))
     longest = max(o.ended - o.started for o in outcomes)
     bins = [i * 0.5 for i in range(int(longest / 0.5) + 1)]
-    for outcome, colour in zip(outcomes, ("tab:orange", "tab:blue", "tab:green")[-len(outcomes) :], strict=False):
+    colours = ("tab:orange", "tab:blue", "tab:green")[-len(outcomes) :]
+    for outcome, colour in zip(outcomes, colours, strict=False):
         accepted = [outcome.per_second(_accepted, b, b + 0.5) for b in bins]
         refused = [outcome.per_second(lambda s: s in (429, 503), b, b + 0.5) for b in bins]
         axes.plot(bins, accepted, color=colour, label=f"{outcome.pacing}: accepted/s")
@@ -293,6 +329,10 @@ def run(
                     f.failed,
                     f.peak,
                     f.final,
+                    "-" if f.queries is None else f"{f.queries:.1f}",
+                    "-" if f.query_ms is None else f"{f.query_ms:.1f}",
+                    "-" if f.late_share_s is None else f"{f.late_share_s:.1f} s",
+                    "-" if f.after_end is None else f"{f.after_end:.0%}",
                 )
             )
         if picture is not None:
@@ -306,6 +346,10 @@ def run(
         "not delivered",
         "peak",
         "final",
+        "DB q/s/task",
+        "DB ms",
+        "late task at share",
+        "last task alone",
     )
     return table("7. Pacing (accepted requests in steady state, against the capacity)", header, rows_) + (
         "\n" + "\n".join(lines) if lines else ""

@@ -118,6 +118,8 @@ def ledger_db(request, tmp_path):
         with conn.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS juspay_fulfilment_ledger")
             cursor.execute("DROP TABLE IF EXISTS juspay_sync_runs")
+            cursor.execute("DROP TABLE IF EXISTS juspay_rate_budget")
+            cursor.execute("DROP TABLE IF EXISTS juspay_rate_members")
         conn.commit()
     yield conn
     conn.close()

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
@@ -32,6 +33,7 @@ from airflow_provider_juspay.sync.ledger import (
 )
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import RunReport
+from airflow_provider_juspay.sync.shared_pacing import SharedPacer
 from airflow_provider_juspay.utils.metrics import emit as emit_metrics
 from airflow_provider_juspay.utils.sql import db_api_hook
 
@@ -111,12 +113,24 @@ class FulfilmentOperatorBase(BaseOperator):
         return JuspayHook(self.juspay_conn_id, pool_size=self.hook_pool_size())
 
     def run_control(
-        self, rate_limit: float | None = None, limiter: AdaptiveLimit | None = None
+        self,
+        rate_limit: float | None = None,
+        limiter: AdaptiveLimit | None = None,
+        budget: Ledger | None = None,
+        max_batch: int | None = None,
     ) -> RunControl:
-        """The pace, breaker and stop of this task's run; ``on_kill`` cancels it."""
+        """The pace, breaker and stop of this task's run; ``on_kill`` cancels it. With ``budget`` (the
+        run's ledger) the pace is the merchant's, shared with every task that sends for it."""
         client = self.hook.client
+        config = self.hook.config
+        pacer: Pacer | SharedPacer | None = None
+        if budget is not None:
+            host = urlsplit(config.base_url).netloc
+            pacer = budget.shared_pacer(
+                host, rate_limit=rate_limit, max_batch=max_batch, max_pause=config.retry.max_wait
+            )
         self._control = RunControl(
-            pacer=Pacer(rate_limit),
+            pacer=pacer or Pacer(rate_limit),
             breaker=CircuitBreaker(self.circuit_breaker),
             max_pause=self.hook.config.retry.max_wait,
             abort=client.abort_in_flight,

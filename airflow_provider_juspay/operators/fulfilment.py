@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -156,8 +157,8 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             with self.open_ledger(context) as ledger:
                 if ledger is not None:
                     ledger.ensure_table()
-                control = self.run_control()
-                with self.recorded_run(ledger) as record:
+                control = self.run_control(budget=ledger, max_batch=len(rows))
+                with self.recorded_run(ledger) as record, contextlib.closing(control):
                     pushed = push(
                         rows,
                         report=ReportBuilder(total=len(rows), max_failures_listed=self.max_failures_listed),
@@ -398,10 +399,16 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
                 else:
                     if ledger is not None:
                         ledger.ensure_table()
-                    control = self.run_control(self.rate_limit, limiter=self._limiter())
+                    # The merchant's shared budget, when there is a ledger to keep it (adaptive pacing).
+                    budget = ledger if self.pacing == "adaptive" else None
+                    control = self.run_control(self.rate_limit, limiter=self._limiter(), budget=budget)
                     send, run_ledger = partial(self.hook.client.fulfil, control=control), ledger
                 history = ledger if not self.is_dry_run else None
-                with self.recorded_run(history) as record, self._failure_export() as export:
+                with (
+                    self.recorded_run(history) as record,
+                    self._failure_export() as export,
+                    contextlib.closing(control),
+                ):
                     pushed = push(
                         self._rows(files, builder),
                         report=builder,

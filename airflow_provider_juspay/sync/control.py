@@ -110,6 +110,8 @@ class RunControl:
         # Reentrant: cancel() runs in a signal handler, which may interrupt this thread inside stop().
         self._lock = threading.RLock()
         self.stop_reason: Stop | None = None
+        if isinstance(pacer, SharedPacer):
+            pacer.stopped = self._stopped  # a worker waiting for its task's turn gives up at a stop
 
     @property
     def stopped(self) -> bool:
@@ -213,6 +215,11 @@ class RunControl:
             trip = self.breaker.observe(error)
             if trip is not None:
                 self.stop(trip.error_code, trip.message, error)
+
+    def close(self) -> None:
+        """The run has ended: leave the merchant's budget (the other tasks' batches grow)."""
+        if isinstance(self.pacer, SharedPacer):
+            self.pacer.close()
 
     @property
     def shared(self) -> SharedPacer | None:

@@ -21,10 +21,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_juspay.errors import LeaseLost
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Item
+from airflow_provider_juspay.sync.ledger.budget import BudgetStore
 from airflow_provider_juspay.sync.ledger.claims import DEFAULT_WAIT_LIMIT_S, ON_CHANGE, Claims
 from airflow_provider_juspay.sync.ledger.dialect import Database, marker_for
 from airflow_provider_juspay.sync.ledger.lease import (
@@ -47,7 +48,14 @@ from airflow_provider_juspay.sync.ledger.schema import (
 from airflow_provider_juspay.sync.ledger.schema import Statements as _Statements
 from airflow_provider_juspay.sync.report import RunReport
 
+if TYPE_CHECKING:
+    from airflow_provider_juspay.sync.shared_pacing import SharedPacer
+
 log = logging.getLogger(__name__)
+
+#: Longest a budget statement may take (lock waits included) before the task paces itself: every worker
+#: of the task waits for it.
+BUDGET_STATEMENT_TIMEOUT_S = 2.0
 
 __all__ = [
     "DEFAULT_LEASE_S",
@@ -136,6 +144,7 @@ class Ledger:
         )  # fmt: skip
         self._reader = LedgerReader(self.db, table, merchant_id, lease_clock)
         self._clock = lease_clock
+        self._connect = connect
         #: This run's row in the run history (``juspay_sync_runs`` beside the table).
         self.history = RunHistory(
             self.db, runs_table_for(self.table),
@@ -287,6 +296,50 @@ class Ledger:
             log.warning("Could not give back the keys never sent (%s: %s)", type(exc).__name__, exc)
         finally:
             self._lease.stop()
+
+    # -- the merchant's pacing budget -----------------------------------------------------------------
+
+    def shared_pacer(
+        self,
+        host: str,
+        *,
+        rate_limit: float | None = None,
+        max_batch: int | None = None,
+        max_pause: float = 30.0,
+    ) -> SharedPacer | None:
+        """A pacer drawing from the merchant's budget beside this ledger (on a connection of its own:
+        workers use it while this one writes), or None, said in the log, when the database cannot keep
+        one (no second connection, or it refuses the budget's statements): the task paces itself.
+
+        :param host: Juspay's host (the sandbox's limit is not production's): with the merchant id, the
+            budget's key.
+        """
+        from airflow_provider_juspay.sync.shared_pacing import SharedPacer  # it reads the budget's module
+
+        if self._connect is None:
+            log.warning("Pacing: no second connection to the ledger's database: this task paces itself")
+            return None
+        key = f"{host}/{self.merchant_id}"
+        connection = None
+        try:
+            connection = self._connect()
+            db = self.db.on(connection)
+            db.limit_statements(BUDGET_STATEMENT_TIMEOUT_S)
+            store = BudgetStore(db, self.table, key)
+            store.ensure()
+        except Exception as exc:
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
+            log.warning(
+                "Pacing: the merchant's shared budget could not be kept in the ledger's database (%s: %s); "
+                "this task paces itself",
+                type(exc).__name__, str(exc).splitlines()[0][:300] if str(exc) else "",
+            )  # fmt: skip
+            return None
+        return SharedPacer(
+            store, member=self.claim_id, rate_limit=rate_limit, max_batch=max_batch, max_pause=max_pause
+        )
 
     # -- reading, for sensors and people ------------------------------------------------------------
 
