@@ -16,14 +16,13 @@ import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import Any
 
 from airflow_provider_juspay.client import JuspayClient
 from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.engine import PushSettings, push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
 
@@ -92,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             rows(args.first, args.rows),
             report=ReportBuilder(),
             make_record=FulfilmentRecord.from_mapping,
-            send=partial(client.fulfil, control=control),
-            max_concurrency=args.concurrency,
+            client=client,
+            settings=PushSettings(max_concurrency=args.concurrency),
             ledger=ledger,
             control=control,
         )

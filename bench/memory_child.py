@@ -11,7 +11,7 @@ import time
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.engine import PushSettings, push
 from airflow_provider_juspay.sync.files import read_files
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder
@@ -46,9 +46,9 @@ def main() -> None:
             rows,
             report=ReportBuilder(),
             make_record=FulfilmentRecord.from_mapping,
-            send=lambda record: c.fulfil(record, control=control),
+            client=c,
             control=control,
-            max_concurrency=32,
+            settings=PushSettings(max_concurrency=32),
         ).report.to_dict()
     peak_kb = _peak_rss_kb()
     print(json.dumps({"rows": report["total"], "sent": report["counts"]["sent"], "peak_rss_kb": peak_kb,

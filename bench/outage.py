@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from functools import partial
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.breaker import CircuitBreaker
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.engine import PushSettings, push
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder
 from bench.support import client, rows, sandbox, table
@@ -28,8 +27,8 @@ def ended_after(server, n: int, breaker: CircuitBreaker | None, prefix: str) -> 
             rows(n, prefix),
             report=ReportBuilder(),
             make_record=FulfilmentRecord.from_mapping,
-            send=partial(c.fulfil, control=control),
-            max_concurrency=CONCURRENCY,
+            client=c,
+            settings=PushSettings(max_concurrency=CONCURRENCY),
             control=control,
         )
         return time.monotonic() - started, _requests(server) - before

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from airflow_provider_juspay.config import ClientConfig
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.engine import PushSettings, push
 from airflow_provider_juspay.sync.ledger.budget import BudgetStore
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.pacer import Pacer
@@ -192,9 +191,9 @@ def _shard(
             source,
             report=ReportBuilder(),
             make_record=FulfilmentRecord.from_mapping,
-            send=partial(client.fulfil, control=control),
+            client=client,
             control=control,
-            max_concurrency=DEFAULT_CEILING if limiter else 16,
+            settings=PushSettings(max_concurrency=DEFAULT_CEILING if limiter else 16),
         ).report
     if isinstance(pacer, SharedPacer):
         pacer.close()

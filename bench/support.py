@@ -62,11 +62,10 @@ def client(server: Server, pool_size: int = 32) -> JuspayClient:
 
 def push_records(server: Server, n: int, concurrency: int, prefix: str, ledger: object = None) -> Measure:
     """The bulk engine as the operator runs it (validation, pacer, dispatcher, report), measured."""
-    from functools import partial
 
     from airflow_provider_juspay.fulfilment import FulfilmentRecord
     from airflow_provider_juspay.sync.control import RunControl
-    from airflow_provider_juspay.sync.engine import push
+    from airflow_provider_juspay.sync.engine import PushSettings, push
     from airflow_provider_juspay.sync.pacer import Pacer
     from airflow_provider_juspay.sync.report import ReportBuilder
 
@@ -78,9 +77,9 @@ def push_records(server: Server, n: int, concurrency: int, prefix: str, ledger: 
                 rows(n, prefix),
                 report=ReportBuilder(),
                 make_record=FulfilmentRecord.from_mapping,
-                send=partial(c.fulfil, control=control),
+                client=c,
                 control=control,
-                max_concurrency=concurrency,
+                settings=PushSettings(max_concurrency=concurrency),
                 ledger=ledger,
             ),
         )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from airflow_provider_juspay.fulfilment import RECORD_FIELDS, FulfilmentRecord
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.engine import PushSettings, push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.helpers import MERCHANT_ID
@@ -59,8 +58,8 @@ def test_any_rows_end_in_one_outcome_each(batch, with_ledger, ledger_db, ledger_
         batch,
         report=ReportBuilder(max_failures_listed=1000),
         make_record=FulfilmentRecord.from_mapping,
-        send=partial(ledger_client.fulfil, control=control),
-        max_concurrency=8,
+        client=ledger_client,
+        settings=PushSettings(max_concurrency=8),
         ledger=ledger,
         control=control,
     ).report.to_dict()
@@ -82,7 +81,7 @@ def test_hostile_order_ids_arrive_as_one_segment_or_are_invalid(ledger_client, s
         batch,
         report=ReportBuilder(),
         make_record=FulfilmentRecord.from_mapping,
-        send=partial(ledger_client.fulfil, control=control),
+        client=ledger_client,
         control=control,
     ).report.to_dict()
     assert report["counts"]["sent"] == len(hostile) and report["counts"]["invalid"] == len(refused)

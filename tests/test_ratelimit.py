@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +10,7 @@ from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.ratelimit import RateLimitHint, parse_rate_limit
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.engine import PushSettings, push
 from airflow_provider_juspay.sync.pacer import POLICY_SHARE, Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder
 
@@ -56,9 +54,9 @@ def test_a_server_that_publishes_its_limit_is_followed_without_429s(ledger_clien
         rows,
         report=ReportBuilder(),
         make_record=FulfilmentRecord.from_mapping,
-        send=partial(ledger_client.fulfil, control=control),
+        client=ledger_client,
         control=control,
-        max_concurrency=64,
+        settings=PushSettings(max_concurrency=64),
     ).report
     assert report.counts["sent"] == 300
     assert pacer.rate is not None and pacer.rate <= 150 * POLICY_SHARE + 1e-6

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
@@ -19,8 +18,7 @@ from airflow_provider_juspay.errors import ErrorCode
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.hooks.juspay import JuspayHook
 from airflow_provider_juspay.operators.links import JuspayDashboardLink
-from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
-from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
+from airflow_provider_juspay.sync.breaker import BreakerPolicy
 from airflow_provider_juspay.sync.control import RunControl, Stop
 from airflow_provider_juspay.sync.ledger import (
     DEFAULT_LEASE_S,
@@ -31,9 +29,8 @@ from airflow_provider_juspay.sync.ledger import (
     Ledger,
     RunInfo,
 )
-from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import RunReport
-from airflow_provider_juspay.sync.shared_pacing import SharedPacer
+from airflow_provider_juspay.sync.settings import PushSettings, build_control
 from airflow_provider_juspay.utils.metrics import emit as emit_metrics
 from airflow_provider_juspay.utils.sql import db_api_hook
 
@@ -113,29 +110,11 @@ class FulfilmentOperatorBase(BaseOperator):
         return JuspayHook(self.juspay_conn_id, pool_size=self.hook_pool_size())
 
     def run_control(
-        self,
-        rate_limit: float | None = None,
-        limiter: AdaptiveLimit | None = None,
-        budget: Ledger | None = None,
-        max_batch: int | None = None,
+        self, settings: PushSettings, ledger: Ledger | None = None, max_batch: int | None = None
     ) -> RunControl:
-        """The pace, breaker and stop of this task's run; ``on_kill`` cancels it. With ``budget`` (the
-        run's ledger) the pace is the merchant's, shared with every task that sends for it."""
-        client = self.hook.client
-        config = self.hook.config
-        pacer: Pacer | SharedPacer | None = None
-        if budget is not None:
-            host = urlsplit(config.base_url).netloc
-            pacer = budget.shared_pacer(
-                host, rate_limit=rate_limit, max_batch=max_batch, max_pause=config.retry.max_wait
-            )
-        self._control = RunControl(
-            pacer=pacer or Pacer(rate_limit),
-            breaker=CircuitBreaker(self.circuit_breaker),
-            max_pause=self.hook.config.retry.max_wait,
-            abort=client.abort_in_flight,
-            limiter=limiter,
-        )
+        """The pace, breaker and stop of this task's run, built by the engine from ``settings`` (with
+        the merchant's shared budget when ``ledger`` keeps one); ``on_kill`` cancels it."""
+        self._control = build_control(settings, self.hook.client, ledger, max_batch=max_batch)
         return self._control
 
     def on_kill(self) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import cached_property, partial
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 # Exceptions live in airflow.sdk from 3.2 and in airflow.exceptions in 3.1: common-compat picks.
@@ -16,10 +15,8 @@ from airflow_provider_juspay.fulfilment import ORDER_FIELDS, FulfilmentResult
 from airflow_provider_juspay.hooks.juspay import fail_without_retry_on_config_error
 from airflow_provider_juspay.operators._base import FulfilmentOperatorBase
 from airflow_provider_juspay.operators._interval import empty_interval_problem, mentions_interval
-from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, DEFAULT_INITIAL, AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY
-from airflow_provider_juspay.sync.engine import dry_run_send, push
+from airflow_provider_juspay.sync.engine import DryRun, push
 from airflow_provider_juspay.sync.export import FailureExport, export_format
 from airflow_provider_juspay.sync.files import CsvOptions, file_format_of, read_files
 from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
@@ -29,6 +26,7 @@ from airflow_provider_juspay.sync.report import (
     RunReport,
     checked_limits,
 )
+from airflow_provider_juspay.sync.settings import PACINGS, PushSettings, Sender
 from airflow_provider_juspay.sync.sources import (
     DEFAULT_FETCH_SIZE,
     checked_first_batch,
@@ -47,8 +45,6 @@ __all__ = ["BulkFulfilmentOperator", "FulfilmentSyncOperator"]
 
 #: Above this many records, the bulk operator is the better tool (concurrency, ledger, report).
 SHORT_LIST = 100
-#: How the bulk operator paces itself (see ``max_concurrency`` and ``pacing``).
-PACINGS = ("adaptive", "fixed")
 
 
 class FulfilmentSyncOperator(FulfilmentOperatorBase):
@@ -157,14 +153,15 @@ class FulfilmentSyncOperator(FulfilmentOperatorBase):
             with self.open_ledger(context) as ledger:
                 if ledger is not None:
                     ledger.ensure_table()
-                control = self.run_control(budget=ledger, max_batch=len(rows))
-                with self.recorded_run(ledger) as record, contextlib.closing(control):
+                settings = PushSettings(max_concurrency=1, breaker=self.circuit_breaker)
+                control = self.run_control(settings, ledger, max_batch=len(rows))
+                with self.recorded_run(ledger) as record:
                     pushed = push(
                         rows,
+                        client=self.hook.client,
                         report=ReportBuilder(total=len(rows), max_failures_listed=self.max_failures_listed),
                         make_record=self.make_record,
-                        send=partial(self.hook.client.fulfil, control=control),
-                        max_concurrency=1,
+                        settings=settings,
                         ledger=ledger,
                         on_change=self.on_change,
                         control=control,
@@ -344,9 +341,8 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         self.csv_options = csv_options
         self.failures_path = failures_path
         self.pacing = pacing
-        default = DEFAULT_CEILING if pacing == "adaptive" else DEFAULT_MAX_CONCURRENCY
         #: Workers (and pooled connections): the fixed number, or the adaptive ceiling.
-        self.max_concurrency = max_concurrency if max_concurrency is not None else default
+        self.max_concurrency = PushSettings(max_concurrency=max_concurrency, pacing=pacing).ceiling
         self.rate_limit = rate_limit
         self.fetch_size = fetch_size
         # Not self.dry_run: that name is BaseOperator's own dry_run() method.
@@ -370,7 +366,7 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         super().render_template_fields(context, env)
 
     def hook_pool_size(self) -> int | None:
-        return self.max_concurrency
+        return self.push_settings().ceiling
 
     def execute(self, context: Context) -> dict[str, Any]:
         with fail_without_retry_on_config_error(self.juspay_conn_id):
@@ -391,30 +387,25 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
         )
         try:
             with self.open_ledger(context) as ledger:
+                settings = self.push_settings()
+                client: Sender
                 if self.is_dry_run:
                     # Nothing to pace or break, nothing written; on_kill still stops the reading.
-                    control, send = RunControl(), dry_run_send
+                    control, client = RunControl(), DryRun()
                     self._control = control
                     run_ledger: Ledger | LedgerPreview | None = ledger.read_only() if ledger else None
                 else:
                     if ledger is not None:
                         ledger.ensure_table()
-                    # The merchant's shared budget, when there is a ledger to keep it (adaptive pacing).
-                    budget = ledger if self.pacing == "adaptive" else None
-                    control = self.run_control(self.rate_limit, limiter=self._limiter(), budget=budget)
-                    send, run_ledger = partial(self.hook.client.fulfil, control=control), ledger
+                    control, client, run_ledger = self.run_control(settings, ledger), self.hook.client, ledger
                 history = ledger if not self.is_dry_run else None
-                with (
-                    self.recorded_run(history) as record,
-                    self._failure_export() as export,
-                    contextlib.closing(control),
-                ):
+                with self.recorded_run(history) as record, self._failure_export() as export:
                     pushed = push(
                         self._rows(files, builder),
+                        client=client,
                         report=builder,
                         make_record=self.make_record,
-                        send=send,
-                        max_concurrency=self.max_concurrency,
+                        settings=settings,
                         ledger=run_ledger,
                         on_change=self.on_change,
                         control=control,
@@ -447,10 +438,14 @@ class BulkFulfilmentOperator(FulfilmentOperatorBase):
             max_failures=self.max_failures, max_failure_ratio=self.max_failure_ratio, min_rows=self.min_rows
         )
 
-    def _limiter(self) -> AdaptiveLimit | None:
-        if self.pacing != "adaptive":
-            return None
-        return AdaptiveLimit(initial=min(DEFAULT_INITIAL, self.max_concurrency), ceiling=self.max_concurrency)
+    def push_settings(self) -> PushSettings:
+        """This task's settings for the engine (after templating): where each one enters."""
+        return PushSettings(
+            max_concurrency=self.max_concurrency,
+            pacing=self.pacing,
+            rate_limit=self.rate_limit,
+            breaker=self.circuit_breaker,
+        )
 
     def lineage_inputs(self) -> list[Any]:
         """The tables the query reads (parsed as common-sql's operators parse theirs), or the files."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from airflow_provider_juspay.errors import ErrorCode
@@ -13,8 +14,9 @@ from airflow_provider_juspay.sync.dispatcher import DEFAULT_MAX_CONCURRENCY, Dis
 from airflow_provider_juspay.sync.ledger import Ledger, LedgerPreview
 from airflow_provider_juspay.sync.records import validate_rows
 from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
+from airflow_provider_juspay.sync.settings import PushSettings, Sender, build_control
 
-__all__ = ["Pushed", "dry_run_send", "push"]
+__all__ = ["DryRun", "PushSettings", "Pushed", "build_control", "push"]
 
 
 class _Pipeline:
@@ -98,10 +100,10 @@ class Pushed:
 def push(
     rows: Iterable[Mapping[str, Any]],
     *,
+    client: Sender,
     report: ReportBuilder,
     make_record: Callable[[Mapping[str, Any]], FulfilmentRecord],
-    send: Callable[[FulfilmentRecord], FulfilmentResult],
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    settings: PushSettings | None = None,
     ledger: Ledger | LedgerPreview | None = None,
     on_change: str = "send",
     control: RunControl | None = None,
@@ -111,34 +113,49 @@ def push(
     exactly one outcome.
 
     :param rows: mappings with record fields, read lazily.
+    :param client: sends each record (``JuspayClient``; :class:`DryRun` in a dry run).
     :param report: folds the results (its progress lines, its failure list).
     :param make_record: turns a row into a record, or raises ``RecordError`` (the row is ``invalid``).
-    :param send: delivers one record (``JuspayClient.fulfil`` bound to the run's control).
-    :param max_concurrency: workers sending at once (the adaptive ceiling when the control has a limiter).
-    :param ledger: when given, delivered keys are skipped and every attempt is recorded.
+    :param settings: concurrency ceiling, pacing, rate limit, breaker (default: :class:`PushSettings`).
+    :param ledger: when given, delivered keys are skipped and every attempt is recorded; with adaptive
+        pacing the merchant's shared budget is kept beside it.
     :param on_change: the ledger's rule for a delivered key whose payload changed (see ``Ledger.filter``).
-    :param control: the run's pace, breaker and stop, shared with ``send``; a cancel stops reading rows at
-        once (rows already read still get their outcome).
+    :param control: the run's pace, breaker and stop, when the caller needs it before the push starts
+        (to cancel it): :func:`~airflow_provider_juspay.sync.settings.build_control` of the same
+        settings; built here otherwise. A cancel stops reading rows at once (rows already read still
+        get their outcome). Closed at the end (the task leaves the merchant's budget).
     :param export: sees each result as it comes (e.g. ``FailureExport.add``, or a list's ``append``).
     """
-    run = _Pipeline(
-        make_record=make_record,
-        send=send,
-        max_concurrency=max_concurrency,
-        ledger=ledger,
-        on_change=on_change,
-        control=control,
-    )
-    if run.control.pacer is not None or run.control.limiter is not None:
-        report.pace = run.control
-    with report.heartbeat():
-        for result in run.results(rows):
-            report.add(result)
-            if export is not None:
-                export(result)
-    return Pushed(report.finish(stop=run.stop_reason), run.stop_reason)
+    settings = settings or PushSettings()
+    control = control or build_control(settings, client, ledger)
+    try:
+        run = _Pipeline(
+            make_record=make_record,
+            send=partial(client.fulfil, control=control),
+            max_concurrency=settings.ceiling,
+            ledger=ledger,
+            on_change=on_change,
+            control=control,
+        )
+        if run.control.pacer is not None or run.control.limiter is not None:
+            report.pace = run.control
+        with report.heartbeat():
+            for result in run.results(rows):
+                report.add(result)
+                if export is not None:
+                    export(result)
+        return Pushed(report.finish(stop=run.stop_reason), run.stop_reason)
+    finally:
+        control.close()
 
 
-def dry_run_send(record: FulfilmentRecord) -> FulfilmentResult:
-    """Stands in for the client in a dry run: the record is valid, and nothing is sent."""
-    return not_attempted(record, "dry run (the record is valid)")
+class DryRun:
+    """Stands in for the client in a dry run: each valid record is reported, and nothing is sent."""
+
+    config = None
+
+    def fulfil(self, record: FulfilmentRecord, *, control: Any = None) -> FulfilmentResult:
+        return not_attempted(record, "dry run (the record is valid)")
+
+    def abort_in_flight(self) -> int:
+        return 0

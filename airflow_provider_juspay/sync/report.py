@@ -196,7 +196,9 @@ class RunReport:
     #: Where every failure was written (``failures_path``): ``{"path": url, "rows": n}``, or None.
     failures_export: dict[str, Any] | None = None
     #: What pacing found: ``mode`` (adaptive | fixed), ``peak_concurrency``, ``final_concurrency``,
-    #: ``latency_ms``, ``throttled`` (429s), ``paused_s``; empty for a dry run. The run's rate is
+    #: ``latency_ms``, ``throttled`` (429s), ``paused_s``, and ``budget`` when the run drew from the
+    #: merchant's shared budget (``key``, ``share``, ``merchant_sent_per_s``, ``merchant_rate``, ``tasks``,
+    #: ``cuts``, ``queries_per_s``, ``query_ms``, ``fallback``); empty for a dry run. The run's rate is
     #: ``records_per_s``.
     pacing: dict[str, Any] = field(default_factory=dict)
     #: HTTP requests sent (every attempt of every record), and those Juspay answered with a 5xx.
@@ -392,7 +394,10 @@ class RunReport:
         if self.retries:
             lines.append("  retries: " + ", ".join(f"{cause} {n}" for cause, n in self.retries.items()))
         if self.pacing:
-            lines.append("  pacing: " + ", ".join(f"{name} {value}" for name, value in self.pacing.items()))
+            shown = {name: value for name, value in self.pacing.items() if name != "budget"}
+            lines.append("  pacing: " + ", ".join(f"{name} {value}" for name, value in shown.items()))
+            if budget := self.pacing.get("budget"):
+                lines.append("  " + budget_line(budget))
         lines += [f"  UNREAD: {reason}" for reason in self.unread]
         if self.failures_export:
             lines.append(
@@ -407,14 +412,45 @@ class RunReport:
 _HELD = frozenset({Outcome.SKIPPED, Outcome.HELD_ELSEWHERE})
 
 
+def budget_line(budget: Mapping[str, Any]) -> str:
+    """The shared budget a run drew from, in words: ``budget api.juspay.in/m1: this run 25% of the
+    merchant's 392/s (4 tasks drawing; found 405/s, 2 cuts here, 8.1 DB queries/s)``."""
+    if budget.get("fallback"):
+        return f"budget {budget.get('key')}: unreachable, this run paced itself ({budget['fallback']})"
+    share = budget.get("share")
+    total = budget.get("merchant_sent_per_s")
+    words = f"budget {budget.get('key')}: this run " + (
+        f"{share:.0%} of " if share is not None else "drew from "
+    )
+    words += f"the merchant's {total:.0f}/s" if total is not None else "the merchant's rate"
+    details = [f"{budget.get('tasks', 1)} task(s) drawing"]
+    if budget.get("merchant_rate") is not None:
+        details.append(f"found {budget['merchant_rate']:.0f}/s")
+    details.append(f"{budget.get('cuts', 0)} cut(s) here")
+    if budget.get("queries_per_s") is not None:
+        details.append(f"{budget['queries_per_s']} DB queries/s")
+    return f"{words} ({', '.join(details)})"
+
+
 def _merged_pacing(mine: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """Shards' pacing: counts and rates added, concurrency peaks and totals added, the mode kept."""
+    """Shards' pacing: counts and rates added, concurrency peaks and totals added, the mode kept; of a
+    shared budget, the shards' shares added (the merchant's rate and tasks are the highest seen)."""
     merged = dict(mine or other)
     if mine and other:
         for name in ("throttled", "peak_concurrency", "final_concurrency"):
             if name in mine or name in other:
                 merged[name] = round(mine.get(name, 0) + other.get(name, 0), 1)
         merged["paused_s"] = max(mine.get("paused_s", 0.0), other.get("paused_s", 0.0))
+        mine_budget, other_budget = mine.get("budget"), other.get("budget")
+        if mine_budget and other_budget:
+            budget = dict(mine_budget)
+            budget["share"] = round(min(1.0, mine_budget.get("share", 0) + other_budget.get("share", 0)), 3)
+            budget["cuts"] = mine_budget.get("cuts", 0) + other_budget.get("cuts", 0)
+            for name in ("tasks", "merchant_rate", "merchant_sent_per_s"):
+                values = [b[name] for b in (mine_budget, other_budget) if b.get(name) is not None]
+                if values:
+                    budget[name] = max(values)
+            merged["budget"] = budget
     return merged
 
 

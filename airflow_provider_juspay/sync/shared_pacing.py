@@ -98,6 +98,7 @@ class SharedPacer:
         self._cut_refused = False  # a cut was refused (another task's): wait for the next batch
         self._paused_until = 0.0
         self._local: Pacer | None = None
+        self._closed = False
         self._retry_db_at = 0.0
         #: Why this task paces itself, if the database failed it.
         self.fallback: str | None = None
@@ -223,13 +224,19 @@ class SharedPacer:
             self.hold(min(hint.reset_s, MAX_RESET_HOLD_S))
 
     def close(self) -> None:
-        """This task no longer draws: the others' batches grow at their next beat."""
+        """This task no longer draws (the others' batches grow at their next beat); the store's
+        connection, which is the pacer's own, is closed."""
         with self._lock:
-            if self._local is None:
-                try:
-                    self.store.leave(self.member)
-                except Exception:  # a database gone now only delays the others' next count
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self.store.leave(self.member)
+            except Exception:  # a database gone now only delays the others' next count
+                with contextlib.suppress(Exception):
                     self.store.db.rollback()
+            with contextlib.suppress(Exception):
+                self.store.db.connection.close()
 
     def progress(self) -> str:
         """For progress lines: ``merchant budget 380/s over 4 tasks``, or why this task paces itself."""

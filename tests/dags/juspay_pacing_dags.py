@@ -15,3 +15,17 @@ with DAG(
         records="{{ dag_run.conf['records'] | tojson }}",
         defaults={"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
     )
+
+with DAG(
+    "juspay_test_pacing_ledger",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+):
+    # With a ledger: every task of the merchant draws from one budget kept beside it.
+    BulkFulfilmentOperator(
+        task_id="push",
+        records="{{ dag_run.conf['records'] | tojson }}",
+        defaults={"fulfillment_status": "SUCCESS", "fulfillment_command": "NO_ACTION"},
+        ledger_conn_id="pacing_ledger",
+    )

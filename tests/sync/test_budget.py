@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from functools import partial
 
 import pytest
 
@@ -14,7 +13,7 @@ from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync import shared_pacing
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.engine import PushSettings, push
 from airflow_provider_juspay.sync.ledger import Ledger
 from airflow_provider_juspay.sync.ledger.budget import (
     BURST_S,
@@ -138,8 +137,8 @@ def test_two_pushes_for_one_merchant_draw_from_one_budget(db, connect, client, s
                 rows,
                 report=ReportBuilder(),
                 make_record=FulfilmentRecord.from_mapping,
-                send=partial(client.fulfil, control=control),
-                max_concurrency=16,
+                client=client,
+                settings=PushSettings(max_concurrency=16),
                 ledger=ledger,
                 control=control,
             ).report.to_dict()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from functools import partial
 
 import pytest
 
@@ -13,7 +12,7 @@ from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import dry_run_send, push
+from airflow_provider_juspay.sync.engine import DryRun, PushSettings, push
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
 from tests.helpers import API_KEY, MERCHANT_ID
@@ -52,8 +51,8 @@ def run(client, source, pacer=None, concurrency=16, breaker=None):
     return push(
         source,
         make_record=FulfilmentRecord.from_mapping,
-        send=partial(client.fulfil, control=control),
-        max_concurrency=concurrency,
+        client=client,
+        settings=PushSettings(max_concurrency=concurrency),
         report=ReportBuilder(),
         control=control,
     )
@@ -172,8 +171,8 @@ def test_dry_run_sends_nothing():
     report = push(
         rows(10),
         make_record=FulfilmentRecord.from_mapping,
-        send=dry_run_send,
-        max_concurrency=1,
+        client=DryRun(),
+        settings=PushSettings(max_concurrency=1),
         report=ReportBuilder(dry_run=True),
     ).report.to_dict()
     assert report["counts"]["not_attempted"] == 10 and report["dry_run"] is True
@@ -236,8 +235,8 @@ def test_a_cancel_stops_sending_within_a_second_and_every_row_read_has_an_outcom
     outcome = push(
         source(),
         make_record=FulfilmentRecord.from_mapping,
-        send=partial(client.fulfil, control=control),
-        max_concurrency=16,
+        client=client,
+        settings=PushSettings(max_concurrency=16),
         report=ReportBuilder(),
         control=control,
     )

@@ -8,13 +8,12 @@ import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from functools import partial
 
 import pytest
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, Outcome
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.engine import PushSettings, push
 from airflow_provider_juspay.sync.ledger import LeaseLost, Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
 from tests.helpers import API_KEY, MERCHANT_ID
@@ -64,10 +63,11 @@ def run(client, ledger, source, on_change="send", concurrency=4):
         source,
         report=ReportBuilder(),
         make_record=FulfilmentRecord.from_mapping,
-        send=partial(client.fulfil),
-        max_concurrency=concurrency,
+        client=client,
+        settings=PushSettings(max_concurrency=concurrency),
         ledger=ledger,
         on_change=on_change,
+        control=RunControl(),  # no pacing, no breaker: the ledger's own behaviour
     ).report.to_dict()
 
 
@@ -267,8 +267,8 @@ def run_controlled(client, ledger, source):
             source,
             report=ReportBuilder(),
             make_record=FulfilmentRecord.from_mapping,
-            send=partial(client.fulfil, control=control),
-            max_concurrency=8,
+            client=client,
+            settings=PushSettings(max_concurrency=8),
             ledger=ledger,
             control=control,
         ).report.to_dict()

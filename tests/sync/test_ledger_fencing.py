@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-from functools import partial
 
 import pytest
 
 from airflow_provider_juspay.errors import LeaseLost
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import push
+from airflow_provider_juspay.sync.engine import PushSettings, push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.ledger.rows import timestamp
 from airflow_provider_juspay.sync.report import ReportBuilder
@@ -173,8 +172,8 @@ def test_a_heartbeat_renewing_every_50_ms_beside_outcome_writes_keeps_the_lease(
         many,
         report=ReportBuilder(),
         make_record=FulfilmentRecord.from_mapping,
-        send=partial(client.fulfil, control=control),
-        max_concurrency=16,
+        client=client,
+        settings=PushSettings(max_concurrency=16),
         ledger=ledger,
         control=control,
     ).report.to_dict()

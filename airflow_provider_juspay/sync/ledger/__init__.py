@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,7 +28,7 @@ from airflow_provider_juspay.errors import LeaseLost
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, FulfilmentResult, Item
 from airflow_provider_juspay.sync.ledger.budget import BudgetStore
 from airflow_provider_juspay.sync.ledger.claims import DEFAULT_WAIT_LIMIT_S, ON_CHANGE, Claims
-from airflow_provider_juspay.sync.ledger.dialect import Database, marker_for
+from airflow_provider_juspay.sync.ledger.dialect import Database, driver_of, marker_for
 from airflow_provider_juspay.sync.ledger.lease import (
     DEFAULT_LEASE_S,
     Lease,
@@ -71,6 +72,16 @@ __all__ = [
     "RunInfo",
     "payload_hash",
 ]
+
+
+def _shareable(connection: Any) -> Any:
+    """The connection, usable from the workers' threads in turn: a SQLite connection (which refuses any
+    thread but its own) is opened again on the same file with that check off."""
+    if driver_of(connection) != "sqlite3":
+        return connection
+    path = next((row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"), "")
+    connection.close()
+    return sqlite3.connect(path or ":memory:", check_same_thread=False)
 
 
 class Ledger:
@@ -322,7 +333,7 @@ class Ledger:
         key = f"{host}/{self.merchant_id}"
         connection = None
         try:
-            connection = self._connect()
+            connection = _shareable(self._connect())
             db = self.db.on(connection)
             db.limit_statements(BUDGET_STATEMENT_TIMEOUT_S)
             store = BudgetStore(db, self.table, key)

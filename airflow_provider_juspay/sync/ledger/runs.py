@@ -20,7 +20,7 @@ from typing import Any
 from airflow_provider_juspay.fulfilment import FREE_TEXT_FIELDS, Outcome
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.ledger.rows import RunInfo, timestamp
-from airflow_provider_juspay.sync.ledger.schema import ensure_indexes
+from airflow_provider_juspay.sync.ledger.schema import add_missing_columns, ensure_indexes
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,14 @@ DEFAULT_RETENTION_DAYS = 90
 #: The counts kept, one column each, in the order of the outcomes.
 OUTCOME_COLUMNS = tuple(o.value for o in Outcome)
 _PACING_COLUMNS = ("peak_concurrency", "final_concurrency", "throttled")
+#: What a run drew from the merchant's shared budget (report ``pacing.budget``): its key, this run's
+#: share of what the merchant sent meanwhile, the merchant's total rate then, the tasks drawing.
+BUDGET_COLUMNS = (
+    ("budget_key", "VARCHAR(255)"),
+    ("budget_share", "DOUBLE PRECISION"),
+    ("merchant_per_s", "DOUBLE PRECISION"),
+    ("budget_tasks", "INTEGER"),
+)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -57,7 +65,8 @@ CREATE TABLE IF NOT EXISTS {table} (
     throttled INTEGER,
     error VARCHAR(2000),
     failures_export VARCHAR(1024),
-    failures TEXT
+    failures TEXT,
+    {budget}
 )
 """
 ERROR_SIZE = 2000
@@ -130,10 +139,12 @@ class RunHistory:
     def ensure_table(self) -> None:
         """Create the table and its index on ``started_at`` when missing (safe when runs race)."""
         outcomes = ",\n    ".join(f"{name} INTEGER" for name in OUTCOME_COLUMNS)
+        budget = ",\n    ".join(f"{name} {kind}" for name, kind in BUDGET_COLUMNS)
         try:
-            self.db.execute(_DDL.format(table=self.table, outcomes=outcomes))
+            self.db.execute(_DDL.format(table=self.table, outcomes=outcomes, budget=budget))
         except Exception:  # another run created it first, or the database has no IF NOT EXISTS
             self.db.rollback()
+        add_missing_columns(self.db, self.table, BUDGET_COLUMNS)  # a table of a 1.1 pre-release
         ensure_indexes(self.db, self.table, index_statements(self.table))
 
     def started(self, now: datetime) -> None:
@@ -179,6 +190,7 @@ class RunHistory:
         report = report or {}
         counts = report.get("counts") or {}
         pacing = report.get("pacing") or {}
+        budget = pacing.get("budget") or {}
         sets = {
             "ended_at": timestamp(now),
             "last_seen_at": timestamp(now),
@@ -191,6 +203,10 @@ class RunHistory:
             "error": error[:ERROR_SIZE] if error else None,
             "failures_export": (report.get("failures_export") or {}).get("path"),
             "failures": kept_failures(report.get("failures")),
+            "budget_key": budget.get("key"),
+            "budget_share": budget.get("share"),
+            "merchant_per_s": budget.get("merchant_sent_per_s"),
+            "budget_tasks": budget.get("tasks"),
         }
         binds = self.db.binds()
         assignments = ", ".join(f"{name} = {binds()}" for name in sets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from airflow_provider_juspay.sync.ledger.dialect import Database
@@ -69,7 +70,13 @@ def ensure_table(db: Database, table: str) -> None:
         db.rollback()
         if not table_exists(db, table):
             raise
-    for name, kind in _ADDED_COLUMNS:
+    add_missing_columns(db, table, _ADDED_COLUMNS)
+    ensure_indexes(db, table, index_statements(table))
+
+
+def add_missing_columns(db: Database, table: str, columns: Iterable[tuple[str, str]]) -> None:
+    """Add the ``(name, type)`` columns a table made by an older release lacks (safe when runs race)."""
+    for name, kind in columns:
         if _has_column(db, table, name):
             continue
         try:
@@ -78,7 +85,6 @@ def ensure_table(db: Database, table: str) -> None:
             db.rollback()
             if not _has_column(db, table, name):
                 raise
-    ensure_indexes(db, table, index_statements(table))
 
 
 #: Past this many rows (the planner's estimate), a missing index is not built by a run: building it

@@ -26,7 +26,7 @@ _RUN_COLUMNS = (
     "claim_id", "merchant_id", "dag_id", "run_id", "task_id", "map_index", "try_number", "started_at",
     "last_seen_at", "ended_at", "lease_s", "state", "stop_reason", *OUTCOME_COLUMNS, "rows_read",
     "records_per_s", "peak_concurrency", "final_concurrency", "throttled", "error", "failures_export",
-    "failures",
+    "failures", "budget_key", "budget_share", "merchant_per_s", "budget_tasks",
 )  # fmt: skip
 
 
@@ -64,6 +64,12 @@ class SyncRun:
     #: The run's own failure entries (its report's first ones: order id, outcome, code, message).
     failures: list[dict[str, Any]]
     now: datetime = field(repr=False)
+    #: The merchant's shared budget it drew from, its share of what the merchant sent meanwhile, the
+    #: merchant's total rate then and the tasks drawing (None: it paced itself).
+    budget_key: str | None = None
+    budget_share: float | None = None
+    merchant_per_s: float | None = None
+    budget_tasks: int | None = None
 
     @classmethod
     def of(cls, row: Sequence[Any], now: datetime) -> SyncRun:
