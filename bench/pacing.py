@@ -85,7 +85,7 @@ CASES = (
         spans=((0, 24), (0, 24), (0, 24), (10, 36)),
     ),
     Case("halved", "capacity 400/s halved at 12 s, 100 ms", 32, 0.1, capacity=400, change=(12, 200)),
-    Case("nolimit", "16 tasks, no limit, 200 ms", 16, 0.2, shards=16),
+    Case("nolimit", "16 tasks, no limit, 200 ms", 30, 0.2, shards=16),
     Case("cap24", "24 requests at once (503 beyond), 100 ms", 20, 0.1, max_in_flight=24),
 )
 

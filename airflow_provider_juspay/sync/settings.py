@@ -91,6 +91,8 @@ def build_control(
     """
     from airflow_provider_juspay.sync.ledger import Ledger  # the ledger's package reads this one's
 
+    if client.config is None:  # a dry run: nothing goes out, nothing to pace or break
+        return RunControl(abort=client.abort_in_flight, grace_s=settings.grace_s)
     max_pause = float(client.config.retry.max_wait)
     adaptive = settings.pacing == "adaptive"
     pacer: Pacer | SharedPacer | None = None

@@ -43,7 +43,7 @@ MIN_RATE = 1.0
 GROW_EVERY_S = 0.5
 #: Growth factors per step: before the first 429 ever (slow start), far below where the last cut
 #: came, and near it (probe slowly where the limit was found).
-SLOW_START_GROWTH = 1.15
+SLOW_START_GROWTH = 1.1
 REGROW = 1.05
 PROBE_GROWTH = 1.01
 #: The first cut of a budget (the end of its slow start, which overshoots by up to half or more while
