@@ -5,9 +5,11 @@ while answers come back without pushback and the limit is actually in use (half 
 more), and shrinks multiplicatively on pushback: every burst of 429s, and 503s or timeouts that come in
 numbers (a stray one is a fault, not a limit). It stops growing while latency stands
 well above its own baseline (the server queues: more in flight would only wait longer). This is the
-AIMD scheme of TCP, Netflix's concurrency-limits and Vector's adaptive request concurrency: several
-runs that each use it (shards, overlapping runs, other workers) converge on fair shares of what
-Juspay takes, without talking to each other.
+AIMD scheme of TCP, Netflix's concurrency-limits and Vector's adaptive request concurrency. Runs that
+each use it alone (without a ledger) converge on shares of what Juspay takes, slowly and with a 429
+share that grows with their number (each one's probe is the others' overshoot); with a ledger, the
+merchant's shared budget (``sync.shared_pacing``) answers 429s and this limit answers only latency and
+503s.
 """
 
 from __future__ import annotations

@@ -158,3 +158,27 @@ def test_two_pushes_for_one_merchant_draw_from_one_budget(db, connect, client, s
         assert budget["key"] == f"sandbox/{MERCHANT_ID}"
         assert budget["tasks"] == 2
         assert 0.2 < budget["share"] < 0.8, budget
+
+
+def test_a_task_with_many_workers_holds_no_more_than_its_batch_so_a_newcomer_is_served_soon(db, connect):
+    """Each worker of a task waits for the task's turn instead of taking a token of its own: else 50
+    waiting workers would queue half a second of the merchant's rate ahead of any other task."""
+    busy = SharedPacer(store_on(connect), member="busy")
+    done = threading.Event()
+
+    def worker():
+        while not done.is_set():
+            time.sleep(busy.reserve())
+
+    workers = [threading.Thread(target=worker) for _ in range(50)]
+    for thread in workers:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        newcomer = SharedPacer(store_on(connect), member="new")
+        assert newcomer.reserve() < 0.2, "the newcomer's first token comes within a batch or two"
+    finally:
+        done.set()
+        busy.stopped.set()
+        for thread in workers:
+            thread.join()

@@ -181,3 +181,28 @@ def test_retry_helps_only_where_a_retry_can_deliver_more(counts, stopped, unread
     report.counts.update(counts)
     report.stopped = {"error_code": stopped, "message": "m"} if stopped else None
     assert report.retry_helps(min_rows=min_rows) is helps
+
+
+def test_the_report_says_which_budget_a_run_drew_from_and_shards_add_their_shares():
+    budget = {
+        "key": "api.juspay.in/m1",
+        "share": 0.25,
+        "merchant_sent_per_s": 392.4,
+        "merchant_rate": 405.0,
+        "tasks": 4,
+        "cuts": 1,
+        "queries_per_s": 8.1,
+    }
+    one = RunReport(total=10, counts={"sent": 10}, pacing={"mode": "adaptive", "budget": budget})
+    text = one.format()
+    assert "budget api.juspay.in/m1: this run 25% of the merchant's 392/s (4 task(s) drawing" in text
+    assert "pacing: mode adaptive" in text and "'key'" not in text, "the budget has its own line"
+    other = RunReport(
+        total=10,
+        counts={"sent": 10},
+        pacing={"mode": "adaptive", "budget": {**budget, "share": 0.3, "tasks": 5}},
+    )
+    merged = RunReport.merge([one, other]).pacing["budget"]
+    assert (merged["share"], merged["tasks"], merged["cuts"]) == (0.55, 5, 2)
+    fallback = RunReport(pacing={"budget": {"key": "k", "fallback": "OperationalError: gone"}}).format()
+    assert "unreachable, this run paced itself (OperationalError: gone)" in fallback

@@ -14,7 +14,7 @@ from html import escape
 
 import pytest
 
-from tests.helpers import API_KEY, DAY, airflow_dags_test
+from tests.helpers import API_KEY, DAY, MERCHANT_ID, airflow_dags_test
 
 pytestmark = pytest.mark.e2e
 
@@ -97,6 +97,8 @@ def test_the_page_and_run_tab_show_what_juspay_accepted_and_rejected(nightly, ai
     tab = client.get("/juspay/run", params={"dag_id": DAG, "run_id": first[0]}, headers=bearer)
     assert tab.status_code == 200, tab.text[:500]
     assert "push_fulfilments" in tab.text and f"{accepted:,}" in cells(tab.text), "the first run sent them"
+    budget = rf"budget {re.escape(sandbox.base_url.split('//')[1])}/{MERCHANT_ID}: \d+% of \d+/s, 1 task\(s\)"
+    assert re.search(budget, tab.text), "the pacing cell names the merchant's budget the push drew from"
     failed_first = tab.text.split("Failed in push_fulfilments, try 1")[1].split("</table>")[0]
     assert all(escape(order) in failed_first for order in seeded.unknown_ids), "its own failures, kept"
     # the rerun sent the rejected orders again: the ledger holds their latest attempt, under the rerun
