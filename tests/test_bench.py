@@ -40,7 +40,13 @@ def test_every_benchmark_case_runs_at_tiny_sizes():
     assert "HttpOperator mapped" in out and "http.client keep-alive loop" in out
     assert "Machine: " in out and "cores" in out
     assert "CSV file source" in out and "Parquet file source" in out
-    for case in ("capacity 400/s, 100 ms: fixed", "capacity 400/s, 100 ms: adaptive", "24 requests at once"):
+    for case in (
+        "1 task, capacity 400/s, 100 ms: fixed",
+        "1 task, capacity 400/s, 100 ms: per-task",
+        "4 tasks, capacity 400/s, 100 ms: shared",
+        "+ 1 from 10 s, 400/s: shared",
+        "24 requests at once",
+    ):
         assert case in out
     assert "pacing_cap400.png" in out, "the pictures are drawn"
     if postgres:

@@ -19,6 +19,8 @@ from airflow_provider_juspay.sync.ledger.budget import (
     BURST_S,
     FIRST_CUT,
     INITIAL_RATE,
+    PROBE_GROWTH,
+    REGROW,
     SLOW_START_GROWTH,
     BudgetStore,
 )
@@ -64,6 +66,13 @@ def test_the_rate_grows_only_for_a_busy_task_and_never_past_the_cap(db, connect,
     assert store.state()["rate"] == pytest.approx(INITIAL_RATE * SLOW_START_GROWTH)
     store.take(1, cap=50.0, busy=True)
     assert store.state()["rate"] == pytest.approx(50.0), "rate_limit caps the merchant's rate"
+    store.cut(store.take(1).now + 1.0, 0.9)  # the first cut: slow start ends
+    after_cut = store.state()["rate"]
+    store.take(1, busy=True)
+    assert store.state()["rate"] == pytest.approx(after_cut * PROBE_GROWTH), "probe near the cut"
+    monkeypatch.setattr("airflow_provider_juspay.sync.ledger.budget.CALM_S", 0.0)
+    store.take(1, busy=True)
+    assert store.state()["rate"] == pytest.approx(after_cut * PROBE_GROWTH * REGROW), "calm long: regrow"
 
 
 def test_a_hold_delays_every_task_and_members_are_counted_with_their_cap(db, connect):

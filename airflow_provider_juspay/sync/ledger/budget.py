@@ -41,16 +41,16 @@ INITIAL_RATE = 100.0
 MIN_RATE = 1.0
 #: The rate grows at most this often, and not within this long of a cut (its answers are still coming).
 GROW_EVERY_S = 0.5
-#: Growth factors per step: before the first 429 ever (slow start), far below where the last cut
-#: came, and near it (probe slowly where the limit was found).
+#: Growth factors per step: before the first 429 ever (slow start); within :data:`CALM_S` of the last
+#: cut (probe slowly where the limit was found); and past it (the limit may have risen: regrow briskly).
 SLOW_START_GROWTH = 1.1
-REGROW = 1.05
 PROBE_GROWTH = 1.01
+REGROW = 1.05
+#: Seconds without a cut after which growth is brisk again (as CUBIC grows faster far from its last loss).
+CALM_S = 10.0
 #: The first cut of a budget (the end of its slow start, which overshoots by up to half or more while
 #: a server's burst allowance drains) halves the rate, as TCP's first loss.
 FIRST_CUT = 0.5
-#: "Near the last cut": at or above this share of the rate the cut came at.
-NEAR_CUT = 0.85
 #: A 429 of a request sent before the last cut, or within this many seconds after it (tokens already
 #: granted at the old rate, requests already on the wire), is part of the burst that was cut for.
 BURST_S = 0.3
@@ -166,7 +166,7 @@ class BudgetStore:
             self._run(
                 f"UPDATE {self.table} SET rate = {self._greatest}(:min, rate * 0.5), cut_rate = NULL,"
                 f" updated_at = {self._now} WHERE budget_key = :key AND updated_at < {self._now} - :idle",
-                min=INITIAL_RATE, key=self.key, idle=IDLE_RESET_S,
+                min=MIN_RATE, key=self.key, idle=IDLE_RESET_S,
             )  # fmt: skip
 
     def take(self, count: int, cap: float | None = None, *, busy: bool = True) -> Grant:
@@ -174,7 +174,8 @@ class BudgetStore:
         used its last tokens up as they came due: the budget is what holds it back)."""
         grow = f":busy = 1 AND {self._now} - grown_at >= :every AND {self._now} - cut_at >= :every"
         factor = (
-            "CASE WHEN cut_rate IS NULL THEN :slow WHEN rate < :near * cut_rate THEN :regrow ELSE :probe END"
+            f"CASE WHEN cut_rate IS NULL THEN :slow WHEN {self._now} - cut_at < :calm THEN :probe"
+            " ELSE :regrow END"
         )
         rows = self._query(
             f"UPDATE {self.table} SET"
@@ -187,7 +188,7 @@ class BudgetStore:
             " WHERE budget_key = :key"
             f" RETURNING tat, last_grant, rate, {self._now}, cut_at, granted, cut_rate",
             n=float(count), cap=_NO_CAP if cap is None else float(cap), busy=int(busy), every=GROW_EVERY_S,
-            slow=SLOW_START_GROWTH, near=NEAR_CUT, regrow=REGROW, probe=PROBE_GROWTH, key=self.key,
+            slow=SLOW_START_GROWTH, calm=CALM_S, regrow=REGROW, probe=PROBE_GROWTH, key=self.key,
         )  # fmt: skip
         if not rows:
             raise LookupError(f"no budget row for {self.key!r} (call ensure() first)")
