@@ -13,6 +13,7 @@ import collections
 import contextlib
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from airflow_provider_juspay.ratelimit import RateLimitHint
 from airflow_provider_juspay.sync.ledger.budget import BURST_S, BudgetStore, Members
 from airflow_provider_juspay.sync.pacer import MAX_RESET_HOLD_S, POLICY_SHARE, Pacer
 
-__all__ = ["SharedPacer"]
+__all__ = ["BudgetHung", "SharedPacer"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ SLOW_START_BATCH_S = 0.05
 LEAD_S = 0.02
 #: A task says it draws (and counts the others) this often.
 BEAT_S = 1.0
+#: Longest wait for one budget statement, the connection's own timeouts aside (a network that stalls
+#: mid-statement answers none): past it the task paces itself for the rest of the run.
+CALL_DEADLINE_S = 3.0
 #: After the database failed, the task paces itself this long before it asks again.
 RETRY_DB_S = 30.0
 #: A cut goes no deeper than this share ...
@@ -99,6 +103,8 @@ class SharedPacer:
         self._paused_until = 0.0
         self._local: Pacer | None = None
         self._closed = False
+        self._caller = _Caller()
+        self._hung = False
         self._retry_db_at = 0.0
         #: Why this task paces itself, if the database failed it.
         self.fallback: str | None = None
@@ -230,8 +236,10 @@ class SharedPacer:
             if self._closed:
                 return
             self._closed = True
+            if self._hung:  # a stuck connection: closing it could hang too; the process drops it
+                return
             try:
-                self.store.leave(self.member)
+                self._caller.call(lambda: self.store.leave(self.member), CALL_DEADLINE_S)
             except Exception:  # a database gone now only delays the others' next count
                 with contextlib.suppress(Exception):
                     self.store.db.rollback()
@@ -275,9 +283,14 @@ class SharedPacer:
         return min(caps) if caps else None
 
     def _timed(self, call: Callable[[], Any]) -> Any:
+        if self._hung:
+            raise BudgetHung("an earlier statement on the budget's connection never returned")
         began = self._clock()
         try:
-            return call()
+            return self._caller.call(call, CALL_DEADLINE_S)
+        except BudgetHung:
+            self._hung = True  # the connection is stuck mid-statement: it is never used again
+            raise
         finally:
             self.queries += 1
             self.query_s += self._clock() - began
@@ -333,11 +346,12 @@ class SharedPacer:
         self._timed(lambda: self.store.hold(seconds))
 
     def _fall_back(self, exc: BaseException, now: float) -> None:
-        with contextlib.suppress(Exception):  # the connection itself may be gone
-            self.store.db.rollback()
+        if not self._hung:
+            with contextlib.suppress(Exception):  # the connection itself may be gone
+                self._caller.call(self.store.db.rollback, CALL_DEADLINE_S)
         share = (self._rate or 0.0) / self._members.count
         self._local = Pacer(self._cap(), start_rate=share or None, clock=self._clock)
-        self._retry_db_at = now + RETRY_DB_S
+        self._retry_db_at = math.inf if self._hung else now + RETRY_DB_S
         self._stock.clear()
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         if self.fallback is None:
@@ -353,3 +367,44 @@ class SharedPacer:
         if now - self._window_start >= 1.0:
             self._last_rate = self._window_count / (now - self._window_start)
             self._window_start, self._window_count = now, 0
+
+
+class BudgetHung(Exception):
+    """A budget statement did not return within :data:`CALL_DEADLINE_S`."""
+
+
+_Job = tuple[Callable[[], Any], list[Any], threading.Event]
+
+
+class _Caller:
+    """Runs the budget's statements on a daemon thread of its own, so a statement stuck on a stalled
+    connection costs the workers :data:`CALL_DEADLINE_S`, not the run (the thread is left behind)."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Event]] = (
+            queue.SimpleQueue()
+        )
+
+    def call(self, job: Callable[[], Any], deadline_s: float) -> Any:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="juspay-budget", daemon=True)
+            self._thread.start()
+        box: list[Any] = []
+        done = threading.Event()
+        self._jobs.put((job, box, done))
+        if not done.wait(deadline_s):
+            raise BudgetHung(f"a budget statement took longer than {deadline_s:g} s")
+        ok, value = box
+        if not ok:
+            raise value
+        return value
+
+    def _serve(self) -> None:
+        while True:
+            job, box, done = self._jobs.get()
+            try:
+                box.extend((True, job()))
+            except BaseException as exc:  # handed to the caller, who raises it
+                box.extend((False, exc))
+            done.set()

@@ -191,3 +191,52 @@ def test_a_task_with_many_workers_holds_no_more_than_its_batch_so_a_newcomer_is_
         busy.stopped.set()
         for thread in workers:
             thread.join()
+
+
+class _Stalled:
+    """A connection whose network stalls mid-statement: execute never returns (no timeout fires)."""
+
+    def __init__(self, real):
+        self.real, self.stall = real, threading.Event()
+
+    def cursor(self):
+        stall, cursor = self.stall, self.real.cursor()
+
+        class Cursor:
+            def execute(self, *args):
+                if stall.is_set():
+                    threading.Event().wait()  # forever: the statement never comes back
+                return cursor.execute(*args)
+
+            def __getattr__(self, name):
+                return getattr(cursor, name)
+
+        return Cursor()
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+_Stalled.__module__ = "sqlite3.stalled"  # the dialect is told by the driver's module: SQLite's
+
+
+def test_a_budget_connection_that_hangs_costs_the_task_seconds_not_the_run(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(shared_pacing, "CALL_DEADLINE_S", 0.5)
+    import sqlite3
+
+    stalled = _Stalled(sqlite3.connect(tmp_path / "ledger.db", check_same_thread=False))
+    store = BudgetStore(Database(stalled, marker=lambda _: "?"), TABLE, "sandbox/m1")
+    store.ensure()
+    pacer = SharedPacer(store, member="a", rate_limit=80.0)
+    pacer.reserve()
+    stalled.stall.set()
+    caplog.set_level(logging.WARNING, logger=shared_pacing.__name__)
+    began = time.monotonic()
+    delays = [pacer.reserve() for _ in range(200)]  # the stock runs out: the next take hangs
+    assert time.monotonic() - began < 3.0, "one deadline, then the task paces itself"
+    assert not pacer.drawing and "BudgetHung" in pacer.stats()["fallback"]
+    assert "paces itself" in caplog.text
+    assert sum(delays) > 0.5, "paced locally at its cap, not unpaced"
+    began = time.monotonic()
+    pacer.close()
+    assert time.monotonic() - began < 0.5, "closing does not touch the stuck connection"
