@@ -22,9 +22,10 @@ from airflow_provider_juspay.client import JuspayClient
 from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import PushSettings, push
+from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.settings import PushSettings
 
 MERCHANT_ID = "merchant_tests"
 API_KEY = "sk_test_SECRET_9f8e7d6c5b4a3921"

@@ -9,9 +9,10 @@ import urllib.request
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.breaker import CircuitBreaker
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import PushSettings, push
+from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.settings import PushSettings
 from bench.support import client, rows, sandbox, table
 
 CONCURRENCY = 16

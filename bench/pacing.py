@@ -29,11 +29,12 @@ from airflow_provider_juspay.config import ClientConfig
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.concurrency import DEFAULT_CEILING, AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import PushSettings, push
+from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger.budget import BudgetStore
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.settings import PushSettings
 from airflow_provider_juspay.sync.shared_pacing import SharedPacer
 from bench.support import API_KEY, MERCHANT_ID, Server, rows, sandbox, table
 
@@ -222,7 +223,8 @@ class Figures:
     peak: int  #: highest concurrency (adaptive), or the fixed 16
     final: int
     queries: float | None  #: statements on the budget's database per task per second (shared only)
-    query_ms: float | None  #: their mean time: what sharing adds to a request that takes a batch
+    query_ms: float | None  #: their mean time: what a worker that takes a batch waits
+    ms_per_request: float | None  #: the statements' time over the requests they paced
     late_share_s: float | None  #: the late task: seconds from its start to a 1 s rate >= 80% of its share
     after_end: float | None  #: the late task alone, after the others ended: its rate over the capacity
 
@@ -268,6 +270,7 @@ def figures(outcome: Outcome) -> Figures:
         final=final,
         queries=sum(b["queries_per_s"] for b in budgets) / len(budgets) if budgets else None,
         query_ms=sum(b["query_ms"] for b in budgets) / len(budgets) if budgets else None,
+        ms_per_request=sum(b["ms_per_request"] for b in budgets) / len(budgets) if budgets else None,
         late_share_s=late_share_s,
         after_end=after_end,
     )
@@ -291,6 +294,13 @@ def draw(case: Case, outcomes: list[Outcome], folder: Path = PICTURES) -> Path |
         refused = [outcome.per_second(lambda s: s in (429, 503), b, b + 0.5) for b in bins]
         axes.plot(bins, accepted, color=colour, label=f"{outcome.pacing}: accepted/s")
         axes.plot(bins, refused, color=colour, linestyle=":", label=f"{outcome.pacing}: 429/503 per s")
+        if case.spans is not None:  # the task that starts late: does it get its share, then all?
+            late = f"{case.name}-{outcome.pacing}-{case.shards - 1}-"
+            times = [t for t, status, order in outcome.orders if status == 200 and order.startswith(late)]
+            own = [sum(1 for t in times if b <= t < b + 0.5) / 0.5 for b in bins]
+            axes.plot(
+                bins, own, color=colour, linestyle="-.", label=f"{outcome.pacing}: the late task's accepted/s"
+            )
     capacity = [case.capacity_at(b) for b in bins]
     if any(c is not None for c in capacity):
         axes.plot(bins, capacity, color="black", linestyle="--", label="capacity")
@@ -330,6 +340,7 @@ def run(
                     f.final,
                     "-" if f.queries is None else f"{f.queries:.1f}",
                     "-" if f.query_ms is None else f"{f.query_ms:.1f}",
+                    "-" if f.ms_per_request is None else f"{f.ms_per_request:.2f}",
                     "-" if f.late_share_s is None else f"{f.late_share_s:.1f} s",
                     "-" if f.after_end is None else f"{f.after_end:.0%}",
                 )
@@ -347,6 +358,7 @@ def run(
         "final",
         "DB q/s/task",
         "DB ms",
+        "ms/request",
         "late task at share",
         "last task alone",
     )

@@ -65,9 +65,10 @@ def push_records(server: Server, n: int, concurrency: int, prefix: str, ledger: 
 
     from airflow_provider_juspay.fulfilment import FulfilmentRecord
     from airflow_provider_juspay.sync.control import RunControl
-    from airflow_provider_juspay.sync.engine import PushSettings, push
+    from airflow_provider_juspay.sync.engine import push
     from airflow_provider_juspay.sync.pacer import Pacer
     from airflow_provider_juspay.sync.report import ReportBuilder
+    from airflow_provider_juspay.sync.settings import PushSettings
 
     with client(server, pool_size=concurrency) as c:
         control = RunControl(pacer=Pacer(None))

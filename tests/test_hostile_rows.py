@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 
 from airflow_provider_juspay.fulfilment import RECORD_FIELDS, FulfilmentRecord
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import PushSettings, push
+from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.settings import PushSettings
 from tests.helpers import MERCHANT_ID
 from tests.hostile import is_valid, rows
 

@@ -10,9 +10,10 @@ from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.ratelimit import RateLimitHint, parse_rate_limit
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import PushSettings, push
+from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.pacer import POLICY_SHARE, Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.settings import PushSettings
 
 
 @pytest.mark.parametrize(

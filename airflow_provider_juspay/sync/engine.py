@@ -16,7 +16,7 @@ from airflow_provider_juspay.sync.records import validate_rows
 from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
 from airflow_provider_juspay.sync.settings import PushSettings, Sender, build_control
 
-__all__ = ["DryRun", "PushSettings", "Pushed", "build_control", "push"]
+__all__ = ["DryRun", "Pushed", "push"]
 
 
 class _Pipeline:
@@ -116,7 +116,8 @@ def push(
     :param client: sends each record (``JuspayClient``; :class:`DryRun` in a dry run).
     :param report: folds the results (its progress lines, its failure list).
     :param make_record: turns a row into a record, or raises ``RecordError`` (the row is ``invalid``).
-    :param settings: concurrency ceiling, pacing, rate limit, breaker (default: :class:`PushSettings`).
+    :param settings: concurrency ceiling, pacing, rate limit, breaker (default:
+        :class:`~airflow_provider_juspay.sync.settings.PushSettings`).
     :param ledger: when given, delivered keys are skipped and every attempt is recorded; with adaptive
         pacing the merchant's shared budget is kept beside it.
     :param on_change: the ledger's rule for a delivered key whose payload changed (see ``Ledger.filter``).

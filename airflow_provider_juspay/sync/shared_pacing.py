@@ -3,8 +3,9 @@
 Each task holds a few tokens taken from the budget (``sync.ledger.budget``) and hands them to its
 workers in order; when they run out, one worker takes the next batch (one statement). A 429 cuts the
 merchant's rate once per burst, whoever saw it; a long ``Retry-After`` holds every task. If the
-database cannot be reached, the task paces itself from its last share (a local :class:`Pacer` at
-the merchant's rate over the tasks it saw), says so once, and tries the database again later.
+database cannot be reached, the task paces itself from its last share (a local
+:class:`~airflow_provider_juspay.sync.pacer.Pacer` at the merchant's rate over the tasks it saw), says
+so once, and tries the database again later.
 """
 
 from __future__ import annotations
@@ -272,6 +273,8 @@ class SharedPacer:
             alive = max(self._clock() - self._started, 1e-3)
             found["queries_per_s"] = round(self.queries / alive, 2)
             found["query_ms"] = round(1000 * self.query_s / max(self.queries, 1), 2)
+            # the statements' time spread over the requests they paced: what sharing adds to each
+            found["ms_per_request"] = round(1000 * self.query_s / max(self.used, 1), 3)
             if self.fallback is not None:
                 found["fallback"] = self.fallback
             return found

@@ -13,7 +13,7 @@ from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync import shared_pacing
 from airflow_provider_juspay.sync.concurrency import AdaptiveLimit
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import PushSettings, push
+from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import Ledger
 from airflow_provider_juspay.sync.ledger.budget import (
     BURST_S,
@@ -26,6 +26,7 @@ from airflow_provider_juspay.sync.ledger.budget import (
 )
 from airflow_provider_juspay.sync.ledger.dialect import Database
 from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.settings import PushSettings
 from airflow_provider_juspay.sync.shared_pacing import SharedPacer
 from tests.helpers import MERCHANT_ID
 

@@ -12,9 +12,10 @@ from airflow_provider_juspay.config import ClientConfig, RetryPolicy, Timeouts
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.breaker import BreakerPolicy, CircuitBreaker
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import DryRun, PushSettings, push
+from airflow_provider_juspay.sync.engine import DryRun, push
 from airflow_provider_juspay.sync.pacer import Pacer
 from airflow_provider_juspay.sync.report import ReportBuilder, RunReport
+from airflow_provider_juspay.sync.settings import PushSettings
 from tests.helpers import API_KEY, MERCHANT_ID
 
 N = 400

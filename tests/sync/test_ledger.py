@@ -13,9 +13,10 @@ import pytest
 
 from airflow_provider_juspay.fulfilment import FulfilmentRecord, Outcome
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import PushSettings, push
+from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import LeaseLost, Ledger, RunInfo
 from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.settings import PushSettings
 from tests.helpers import API_KEY, MERCHANT_ID
 
 

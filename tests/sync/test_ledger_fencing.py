@@ -12,10 +12,11 @@ import pytest
 from airflow_provider_juspay.errors import LeaseLost
 from airflow_provider_juspay.fulfilment import FulfilmentRecord
 from airflow_provider_juspay.sync.control import RunControl
-from airflow_provider_juspay.sync.engine import PushSettings, push
+from airflow_provider_juspay.sync.engine import push
 from airflow_provider_juspay.sync.ledger import Ledger, RunInfo
 from airflow_provider_juspay.sync.ledger.rows import timestamp
 from airflow_provider_juspay.sync.report import ReportBuilder
+from airflow_provider_juspay.sync.settings import PushSettings
 from tests.helpers import MERCHANT_ID
 from tests.sync.test_ledger import progressing, rows, run
 
