@@ -50,7 +50,7 @@ DEEPEST_CUT = 0.5
 #: ... and no shallower than this one.
 CUT = 0.9
 #: Weight of each answer in the moving share that got through (about the last 10 answers): a cut goes
-#: to that share of the rate, when it is deeper than :data:`CUT` (a capacity halved at once).
+#: to that share of the rate, when it is deeper than ``CUT`` (a capacity halved at once).
 _THROUGH_WEIGHT = 0.1
 
 
@@ -373,7 +373,7 @@ class SharedPacer:
 
 
 class BudgetHung(Exception):
-    """A budget statement did not return within :data:`CALL_DEADLINE_S`."""
+    """A budget statement did not return within ``CALL_DEADLINE_S``."""
 
 
 _Job = tuple[Callable[[], Any], list[Any], threading.Event]
@@ -381,7 +381,7 @@ _Job = tuple[Callable[[], Any], list[Any], threading.Event]
 
 class _Caller:
     """Runs the budget's statements on a daemon thread of its own, so a statement stuck on a stalled
-    connection costs the workers :data:`CALL_DEADLINE_S`, not the run (the thread is left behind)."""
+    connection costs the workers ``CALL_DEADLINE_S``, not the run (the thread is left behind)."""
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None

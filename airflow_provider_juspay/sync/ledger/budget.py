@@ -41,7 +41,7 @@ INITIAL_RATE = 100.0
 MIN_RATE = 1.0
 #: The rate grows at most this often, and not within this long of a cut (its answers are still coming).
 GROW_EVERY_S = 0.5
-#: Growth factors per step: before the first 429 ever (slow start); within :data:`CALM_S` of the last
+#: Growth factors per step: before the first 429 ever (slow start); within ``CALM_S`` of the last
 #: cut (probe slowly where the limit was found); and past it (the limit may have risen: regrow briskly).
 SLOW_START_GROWTH = 1.1
 PROBE_GROWTH = 1.01
@@ -196,7 +196,7 @@ class BudgetStore:
         return Grant(count, tat - span, span / count, now, rate, cut_at, granted, rows[0][6] is None)
 
     def cut(self, sent_at: float, factor: float) -> float | None:
-        """Cut the rate to ``factor`` of itself (the first cut: :data:`FIRST_CUT`) for a 429 of a request
+        """Cut the rate to ``factor`` of itself (the first cut: ``FIRST_CUT``) for a 429 of a request
         sent at ``sent_at`` (database time), unless a cut already answered its burst; returns the new
         rate if this call cut."""
         rows = self._query(
