@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from airflow_provider_juspay.ratelimit import RateLimitHint
 
-__all__ = ["Pacer"]
+__all__ = ["Pacer", "RateMeter"]
 
 #: After a 429, the pace is this share of what was being sent.
 SLOW_DOWN = 0.5
@@ -24,6 +24,26 @@ MIN_RATE = 1.0
 POLICY_SHARE = 0.95
 #: Longest hold for a used-up quota's reset (a wrong header must not stall a run for hours).
 MAX_RESET_HOLD_S = 60.0
+
+
+class RateMeter:
+    """Requests per second over the last full second; not thread-safe (its owner holds a lock)."""
+
+    def __init__(self, now: float) -> None:
+        self._start, self._count = now, 0
+        #: The rate over the last full second (0 before one has passed).
+        self.rate = 0.0
+
+    def tick(self, now: float) -> None:
+        """One more request at ``now``."""
+        self._count += 1
+        if now - self._start >= 1.0:
+            self.rate = self._count / (now - self._start)
+            self._start, self._count = now, 0
+
+    def so_far(self, now: float) -> float:
+        """The rate of the second under way (before a full one has passed)."""
+        return self._count / max(now - self._start, 1e-3)
 
 
 class Pacer:
@@ -59,9 +79,7 @@ class Pacer:
         self._due = clock()  # when the next request is due at the steady pace (GCRA)
         self._paused_until = 0.0
         self._calm_since = clock()
-        self._window_start = clock()
-        self._window_count = 0
-        self._last_rate = 0.0  # requests/s measured over the last full second
+        self._meter = RateMeter(clock())
         #: How many times a 429 paused the run, and for how long in all (seconds); for the report.
         self.pauses = 0
         self.paused_s = 0.0
@@ -81,7 +99,7 @@ class Pacer:
         """Reserve the next slot; returns the seconds to wait for it (the caller sleeps, outside the lock)."""
         with self._lock:
             now = self._clock()
-            self._measure(now)
+            self._meter.tick(now)
             self._recover(now)
             start = max(now, self._paused_until)
             if self._rate:
@@ -94,7 +112,7 @@ class Pacer:
     @property
     def measured_rate(self) -> float:
         """Requests per second over the last full second (0 before one has passed)."""
-        return self._last_rate
+        return self._meter.rate
 
     def advise(self, hint: RateLimitHint) -> None:
         """Follow a server's published limit (IETF ``RateLimit-Policy``): the pace stays under its quota
@@ -134,16 +152,10 @@ class Pacer:
             if self._hold(now, seconds):
                 return
             self.pauses += 1
-            sending = self._last_rate or (self._window_count / max(now - self._window_start, 1e-3))
+            sending = self._meter.rate or self._meter.so_far(now)
             slower = max(MIN_RATE, min(sending, self._rate or sending) * SLOW_DOWN)
             if self._rate is None or slower < self._rate:
                 self._rate = slower
-
-    def _measure(self, now: float) -> None:
-        self._window_count += 1
-        if now - self._window_start >= 1.0:
-            self._last_rate = self._window_count / (now - self._window_start)
-            self._window_start, self._window_count = now, 0
 
     def _recover(self, now: float) -> None:
         if self._rate is None or now - self._calm_since < 1.0:
@@ -153,7 +165,7 @@ class Pacer:
         cap = min((c for c in (self.rate_limit, self._advised) if c is not None), default=None)
         if cap is not None:
             self._rate = min(faster, cap)
-        elif faster > 4 * max(self._last_rate, MIN_RATE):
+        elif faster > 4 * max(self._meter.rate, MIN_RATE):
             self._rate = None  # far above what the workers send anyway: unpaced again
         else:
             self._rate = faster

@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow_provider_juspay.ratelimit import RateLimitHint
 from airflow_provider_juspay.sync.ledger.budget import BURST_S, BudgetStore, Members
-from airflow_provider_juspay.sync.pacer import MAX_RESET_HOLD_S, POLICY_SHARE, Pacer
+from airflow_provider_juspay.sync.pacer import MAX_RESET_HOLD_S, POLICY_SHARE, Pacer, RateMeter
 
 __all__ = ["BudgetHung", "SharedPacer"]
 
@@ -119,9 +119,7 @@ class SharedPacer:
         self.max_members = 1
         self._first: tuple[float, float] | None = None  # (database time, granted) at the first take
         self._last: tuple[float, float] | None = None
-        self._window_start = clock()
-        self._window_count = 0
-        self._last_rate = 0.0
+        self._meter = RateMeter(clock())
         self._started = clock()
 
     # -- the Pacer interface -----------------------------------------------------------------------
@@ -134,7 +132,7 @@ class SharedPacer:
     @property
     def measured_rate(self) -> float:
         """This task's requests per second over the last full second."""
-        return self._last_rate
+        return self._meter.rate
 
     @property
     def drawing(self) -> bool:
@@ -151,7 +149,7 @@ class SharedPacer:
         finds none waits here for the task's next turn (at most a batch ahead), or until the run stops."""
         with self._lock:
             now = self._clock()
-            self._measure(now)
+            self._meter.tick(now)
             while not self._stock:
                 if self._local is not None and now >= self._retry_db_at:
                     self._local = None  # ask the database again
@@ -364,12 +362,6 @@ class SharedPacer:
                 self.store.key, reason, f"{share:.0f}/s" if share else "unknown", RETRY_DB_S,
             )  # fmt: skip
         self.fallback = reason
-
-    def _measure(self, now: float) -> None:
-        self._window_count += 1
-        if now - self._window_start >= 1.0:
-            self._last_rate = self._window_count / (now - self._window_start)
-            self._window_start, self._window_count = now, 0
 
 
 class BudgetHung(Exception):
