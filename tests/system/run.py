@@ -212,14 +212,23 @@ def _drive(deployment: Deployment, sandbox: Sandbox, screenshots: Path) -> None:
     shards = [t for t in rest.task_instances("juspay_sharded_sync", sharded) if t["task_id"] == "push_shard"]
     hosts = {t["hostname"] for t in shards}
     overlap = max(t["start_date"] for t in shards) < min(t["end_date"] for t in shards)
-    totals = [
-        rest.xcom("juspay_sharded_sync", sharded, "push_shard", map_index=t["map_index"])["total"]
-        for t in shards
+    reports = [
+        rest.xcom("juspay_sharded_sync", sharded, "push_shard", map_index=t["map_index"]) for t in shards
     ]
+    totals = [report["total"] for report in reports]
+    budgets = [report["pacing"].get("budget") or {} for report in reports]
     say(f"sharded sync: {state}; {len(shards)} on {sorted(hosts)}, overlapping: {overlap}, rows {totals}")
+    say(
+        "sharded sync: one merchant budget "
+        + ", ".join(f"{b.get('key')} share {b.get('share')} of {b.get('tasks')} task(s)" for b in budgets)
+    )
     assert state == "success" and len(shards) == 4 and sum(totals) == sharded_day.total
     assert hosts == {"worker1", "worker2"}, hosts
     assert overlap, [(t["start_date"], t["end_date"]) for t in shards]
+    # the shards on both workers drew from the merchant's one budget in the ledger's PostgreSQL
+    assert len({b.get("key") for b in budgets}) == 1 and None not in {b.get("key") for b in budgets}, budgets
+    assert not any(b.get("fallback") for b in budgets), budgets
+    assert max(b.get("tasks", 0) for b in budgets) >= 2, budgets
 
     # -- the hourly retry of failed keys: orders that got paid since are delivered ---------------------
     paid_since = seeded.unknown_ids[: (2 * len(seeded.unknown_ids)) // 3]
