@@ -319,7 +319,7 @@ class SharedPacer:
         self._last_due = self._stock[-1]
         self._interval = grant.interval
         self._rate = grant.rate
-        self._known_cut_at = max(self._known_cut_at, grant.cut_at)
+        self._known_cut_at = max(self._known_cut_at, min(grant.cut_at, grant.now))  # a stepped clock
         self._cut_refused = False
         self._first = self._first or (grant.now, grant.granted - grant.count)
         self._last = (grant.now, grant.granted)

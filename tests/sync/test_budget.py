@@ -241,3 +241,19 @@ def test_a_budget_connection_that_hangs_costs_the_task_seconds_not_the_run(tmp_p
     began = time.monotonic()
     pacer.close()
     assert time.monotonic() - began < 0.5, "closing does not touch the stuck connection"
+
+
+def test_a_clock_stepped_back_costs_no_task_the_step(db, connect):
+    """The database's clock went back an hour (NTP, a restored VM) after the row was written: tokens,
+    holds and cuts stamped "in the future" must not make every task wait out the hour."""
+    store = store_on(connect)
+    now = store.take(1).now
+    hour = now + 3600
+    binds = store.db.binds()
+    store.db.execute(
+        f"UPDATE juspay_rate_budget SET tat = {binds()}, hold_until = {binds()}, cut_at = {binds()}",
+        [hour, hour, hour],
+    )
+    grant = store.take(1)
+    assert grant.start - grant.now <= 60.5, "no grant starts more than a minute's hold ahead"
+    assert store.cut(grant.now + 1.0, 0.9) is not None, "a cut stamped in the future does not block cuts"

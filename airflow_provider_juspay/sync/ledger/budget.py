@@ -58,6 +58,11 @@ BURST_S = 0.3
 IDLE_RESET_S = 600.0
 #: A member not seen for this long has ended (or stalls): it no longer counts in the split.
 MEMBER_LIVE_S = 5.0
+#: A clock stepped back (NTP, a VM restored) leaves times in the row ahead of the database's now; no
+#: grant starts later than this past now (the queue is a fraction of a second; a hold at most a minute),
+#: and a cut "in the future" counts as now: no task waits out the step.
+MAX_QUEUE_S = 2.0
+MAX_HOLD_S = 60.0
 _NO_CAP = 1e12
 
 
@@ -172,14 +177,19 @@ class BudgetStore:
     def take(self, count: int, cap: float | None = None, *, busy: bool = True) -> Grant:
         """Take ``count`` tokens (one statement); the rate grows by a step when the taker is ``busy`` (it
         used its last tokens up as they came due: the budget is what holds it back)."""
-        grow = f":busy = 1 AND {self._now} - grown_at >= :every AND {self._now} - cut_at >= :every"
+        clock, least = self._now, self._least
+        grow = (
+            f":busy = 1 AND {clock} - {least}(grown_at, {clock}) >= :every"
+            f" AND {clock} - {least}(cut_at, {clock}) >= :every"
+        )
         factor = (
             f"CASE WHEN cut_rate IS NULL THEN :slow WHEN {self._now} - cut_at < :calm THEN :probe"
             " ELSE :regrow END"
         )
         rows = self._query(
             f"UPDATE {self.table} SET"
-            f" tat = {self._greatest}(tat, {self._now}, hold_until) + :n / rate,"
+            f" tat = {self._greatest}({least}(tat, {clock} + :queue), {clock},"
+            f" {least}(hold_until, {clock} + :hold)) + :n / rate,"
             " last_grant = :n / rate,"
             " granted = granted + :n,"
             f" rate = {self._least}(:cap, CASE WHEN {grow} THEN rate * {factor} ELSE rate END),"
@@ -188,6 +198,7 @@ class BudgetStore:
             " WHERE budget_key = :key"
             f" RETURNING tat, last_grant, rate, {self._now}, cut_at, granted, cut_rate",
             n=float(count), cap=_NO_CAP if cap is None else float(cap), busy=int(busy), every=GROW_EVERY_S,
+            queue=MAX_QUEUE_S, hold=MAX_HOLD_S,
             slow=SLOW_START_GROWTH, calm=CALM_S, regrow=REGROW, probe=PROBE_GROWTH, key=self.key,
         )  # fmt: skip
         if not rows:
@@ -205,7 +216,7 @@ class BudgetStore:
             " ELSE rate END,"
             f" rate = {self._greatest}(:min, rate * CASE WHEN cut_rate IS NULL THEN :first ELSE :factor END),"
             f" cut_at = {self._now}, cuts = cuts + 1, updated_at = {self._now}"
-            " WHERE budget_key = :key AND cut_at + :burst < :sent"
+            f" WHERE budget_key = :key AND {self._least}(cut_at, {self._now}) + :burst < :sent"
             " RETURNING rate",
             min=MIN_RATE, first=FIRST_CUT, factor=factor, key=self.key, burst=BURST_S, sent=sent_at,
         )  # fmt: skip
